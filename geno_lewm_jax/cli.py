@@ -1,0 +1,27 @@
+"""What every command-line entry point shares: typed errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from geno_lewm_jax.errors import GenoLeWMError, exit_code_for
+
+
+def report_error(exc: GenoLeWMError) -> None:
+    """Print the one-line error and its remediation to stderr."""
+    print(exc.one_line(), file=sys.stderr)
+    if exc.remediation:
+        print(f"  remediation: {exc.remediation}", file=sys.stderr)
+
+
+def run_cli(body: Callable[[], int | None]) -> int:
+    """Run ``body``; a typed error prints one line (no traceback) and returns its exit code."""
+    try:
+        return int(body() or 0)
+    except GenoLeWMError as exc:
+        report_error(exc)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,36 @@
+"""``python -m geno_lewm_jax.main --flagfile=configs/carbon.flags``: the training job.
+
+This file only parses flags into the frozen config and hands it on; the work
+lives in testable modules.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+from geno_lewm_jax import flags as flag_defs
+from geno_lewm_jax.cli import run_cli
+
+FLAGS = flags.FLAGS
+flag_defs.define_flags(FLAGS)
+
+
+def main(argv: list[str]) -> int:
+    def body() -> int:
+        rest = flag_defs.parse_argv(FLAGS, argv)
+        if len(rest) > 1:
+            from geno_lewm_jax.errors import InvalidConfigError
+
+            raise InvalidConfigError(f"unexpected positional arguments: {' '.join(rest[1:])}")
+        config = flag_defs.config_from_flags(FLAGS)
+        from geno_lewm_jax.job import run_job
+
+        return run_job(config)
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
