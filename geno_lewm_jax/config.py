@@ -355,7 +355,7 @@ def _section_from_dict(cls: type, value: Any, section: str) -> Any:
     unknown = sorted(set(value) - set(known))
     if unknown:
         raise InvalidConfigError(
-            f"unknown config key {section}.{unknown[0]!r}",
+            f"unknown config key '{section}.{unknown[0]}'",
             details={"field": f"{section}.{unknown[0]}", "unknown": unknown, "known": known},
             remediation=f"Remove the key or use one of: {', '.join(known)}.",
         )
