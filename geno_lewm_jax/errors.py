@@ -133,6 +133,12 @@ class ModelNotFoundError(ResourceError):
     code = "RESOURCE.MODEL_NOT_FOUND"
 
 
+class ModelCorruptError(ResourceError):
+    """A model-directory file exists but cannot be parsed or disagrees with Carbon's layout."""
+
+    code = "RESOURCE.MODEL_CORRUPT"
+
+
 class RuntimeSetupError(ResourceError):
     code = "RESOURCE.RUNTIME_SETUP"
 
