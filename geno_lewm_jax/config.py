@@ -14,6 +14,7 @@ and passed down; no other module reads flags.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -212,6 +213,7 @@ class FieldSpec:
     help: str
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
