@@ -1,10 +1,20 @@
-"""The main job: what ``main`` does with a validated config."""
+"""The main job: what ``main`` does with a validated config.
+
+Order: make the embedded default's inputs if asked (stand-in Carbon, synthetic
+snapshot), run the preflight gate, then train and print a short summary.
+"""
 
 from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
 
 import yaml
 
 from geno_lewm_jax import config as cfg
+
+PATH_FIELDS = ("encoder.model_dir", "data.dataset_dir", "runtime.run_dir", "encoder.feature_cache_dir")
 
 
 def describe(config: cfg.Config) -> str:
@@ -14,11 +24,50 @@ def describe(config: cfg.Config) -> str:
     text = yaml.safe_dump(cfg.to_dict(config), sort_keys=True, default_flow_style=False)
     p = count_params(build_predictor(config))
     a = count_params(build_action_encoder(config))
-    return (
-        f"{text}\ntrainable parameters: predictor {p:,}, action_encoder {a:,}, total {p + a:,}"
+    return f"{text}\ntrainable parameters: predictor {p:,}, action_encoder {a:,}, total {p + a:,}"
+
+
+def expand_paths(config: cfg.Config) -> cfg.Config:
+    """``~`` in path fields resolved once, so every later component sees the same paths."""
+    updates = {}
+    for name in PATH_FIELDS:
+        value = cfg.get_dotted(config, name)
+        if value and value.startswith("~"):
+            updates[name] = str(Path(value).expanduser())
+    return config.replace(updates) if updates else config
+
+
+def bootstrap_inputs(config: cfg.Config) -> None:
+    """Create the stand-in Carbon and the synthetic snapshot where the config points, if missing."""
+    model_dir = Path(config.encoder.model_dir)
+    if config.encoder.model_dir and not (model_dir / "config.json").exists():
+        from bridge import write_standin
+
+        print(f"creating the stand-in Carbon checkpoint in {model_dir}")
+        write_standin(model_dir, seed=0)
+    dataset_dir = Path(config.data.dataset_dir)
+    if config.data.dataset_dir and not (dataset_dir / "dataset_manifest.json").exists():
+        from geno_lewm_jax.data import make_synthetic_snapshot
+
+        print(f"creating the synthetic dataset snapshot in {dataset_dir}")
+        make_synthetic_snapshot(dataset_dir, seed=0)
+
+
+def run_job(config: cfg.Config, *, config_path: str | None = None) -> int:
+    from geno_lewm_jax.training.carbon import run_carbon_training
+    from geno_lewm_jax.training.preflight import run_training_preflight
+
+    config = expand_paths(config)
+    if config.runtime.bootstrap_missing:
+        bootstrap_inputs(config)
+    run_training_preflight(config, config_path=config_path)
+    report = run_carbon_training(config, command=shlex.join(sys.argv))
+    tps = f"{report.tuples_per_second:.1f} tuples/s" if report.tuples_per_second else "n/a"
+    loss = f"{report.final_loss:.5g}" if report.final_loss is not None else "n/a"
+    how = f"stopped by {report.stopped_by_signal}" if report.stopped_by_signal else "finished"
+    print(
+        f"run {report.run_id} {how}: {report.steps_completed}/{report.steps_requested} steps"
+        f" (resumed from {report.resumed_from_step}), final loss {loss}, {tps},"
+        f" wall {report.wall_seconds:.1f} s\nrun dir: {report.run_dir}"
     )
-
-
-def run_job(config: cfg.Config) -> int:
-    print(describe(config))
     return 0

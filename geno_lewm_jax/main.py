@@ -6,7 +6,11 @@ lives in testable modules.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Carbon (torch) shares the accelerator with JAX: do not let XLA grab most of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from absl import flags
 
@@ -27,7 +31,7 @@ def main(argv: list[str]) -> int:
         config = flag_defs.config_from_flags(FLAGS)
         from geno_lewm_jax.job import run_job
 
-        return run_job(config)
+        return run_job(config, config_path=FLAGS.config_yaml)
 
     return run_cli(body)
 

@@ -238,25 +238,24 @@ def run_training_preflight(
     accelerator_probe: AcceleratorProbeFn | None = None,
     **options: Any,
 ) -> TrainingPreflightReport:
-    """The main job's gate: print each issue on one line, write the report, raise unless ok.
+    """The main job's gate: print each issue on one line; raise unless ok, else write the report.
 
-    The report goes to ``runtime.run_dir`` unless the run dir is the problem.
+    A failing preflight writes nothing, so the run dir is left as it was.
     """
     request = TrainingPreflightRequest.from_config(config, config_path=config_path, **options)
     report = build_training_preflight_report(request, dependency_probe=dependency_probe, accelerator_probe=accelerator_probe)
     out = sys.stderr if stream is None else stream
     for issue in report.issues:
         print(issue.one_line(), file=out)
-    written = None
-    if not any(issue.code == "run_dir.not_writable" for issue in report.issues):
-        written = save_report(report, request.run_dir / REPORT_NAME)
     if not report.ok:
+        # A failed preflight leaves the run dir exactly as it was: the issues are on stderr.
         codes = [issue.code for issue in report.errors]
         raise InputError(
             f"training preflight failed with {len(codes)} error(s): {', '.join(codes)}",
-            details={"codes": codes, "report": None if written is None else str(written)},
+            details={"codes": codes},
             remediation="Fix the preflight issues printed above, then start the run again.",
         )
+    save_report(report, request.run_dir / REPORT_NAME)
     return report
 
 

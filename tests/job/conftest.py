@@ -1,0 +1,20 @@
+"""Shared inputs for the main-job tests: one stand-in Carbon and one synthetic snapshot per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def job_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from bridge import write_standin
+
+    from geno_lewm_jax.data import make_synthetic_snapshot
+
+    root = tmp_path_factory.mktemp("job-inputs")
+    write_standin(root / "carbon", seed=0)
+    make_synthetic_snapshot(root / "snapshot", seed=0, n_windows=48)
+    return {"model_dir": root / "carbon", "dataset_dir": root / "snapshot"}
+

@@ -1,0 +1,51 @@
+"""Helpers for the main-job tests: small-run flags, subprocess launch, file digests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A small predictor so each subprocess run stays within seconds on 2 cores.
+SMALL = (
+    "--flagfile=configs/tiny.flags",
+    "--d_hidden=64",
+    "--ffn_dim=64",
+    "--n_heads=2",
+    "--n_layers=2",
+    "--n_self_layers=1",
+    "--batch_size=8",
+    "--max_steps=12",
+    "--warmup_steps=2",
+    "--log_every_steps=1",
+    "--checkpoint_every_steps=2",
+    "--collapse_log_every_steps=4",
+    "--validation_batches=1",
+    "--nobootstrap_missing",
+)
+
+
+def job_args(inputs: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
+    return [*SMALL, f"--model_dir={inputs['model_dir']}", f"--dataset_dir={inputs['dataset_dir']}", f"--run_dir={run_dir}", *extra]
+
+
+def main_command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "geno_lewm_jax.main", *args]
+
+
+def run_main(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(main_command(args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> digest)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
