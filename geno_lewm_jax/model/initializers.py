@@ -1,0 +1,45 @@
+"""Parameter initialisers matching the reference's two init schemes.
+
+The predictor uses its own scheme (truncated normal with std sqrt(2 / fan_in),
+cut at +-2 std with no variance correction; N(0, 0.02^2) embeddings). The action
+encoder never overrides torch's defaults, so it gets torch's Linear, Embedding
+and MultiheadAttention defaults, reproduced here by distribution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+Initializer = jax.nn.initializers.Initializer
+
+
+def truncated_fan_in(fan_in: int) -> Initializer:
+    """N(0, 2/fan_in) truncated at +-2 std (absolute bound, std not corrected)."""
+    return jax.nn.initializers.truncated_normal(stddev=math.sqrt(2.0 / fan_in), lower=-2.0, upper=2.0)
+
+
+def uniform(bound: float) -> Initializer:
+    """U(-bound, bound)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+    return init
+
+
+def torch_linear(fan_in: int) -> Initializer:
+    """torch.nn.Linear's default for both weight and bias: U(+-1/sqrt(fan_in))."""
+    return uniform(1.0 / math.sqrt(fan_in))
+
+
+def torch_packed_qkv(d_model: int) -> Initializer:
+    """Xavier-uniform over torch's packed (3d, d) in_proj, applied to one (d, d) slice."""
+    return uniform(math.sqrt(6.0 / (d_model + 3 * d_model)))
+
+
+zeros = jax.nn.initializers.zeros
+embedding_normal = jax.nn.initializers.normal(stddev=0.02)
+standard_normal = jax.nn.initializers.normal(stddev=1.0)
