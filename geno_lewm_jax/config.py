@@ -171,6 +171,10 @@ class RuntimeConfig:
     num_processes: int = _f(1, "Processes in a multi-host run.")
     process_id: int = _f(0, "This process's index in a multi-host run.")
     bootstrap_missing: bool = _f(False, "Create the stand-in Carbon and synthetic snapshot when missing (embedded default).")
+    compilation_cache_dir: str = _f(
+        "~/.cache/geno_lewm_jax/xla", "Persistent XLA compilation cache (reused across runs); empty disables it."
+    )
+    torch_cpu_threads: int = _f(0, "Threads for Carbon on CPU; 0 = half the cores, leaving the rest to XLA.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,6 +459,7 @@ _NON_NEGATIVE_INTS = (
     "data.prefetch_batches",
     "eval.smoke_variants",
     "runtime.process_id",
+    "runtime.torch_cpu_threads",
 )
 _NON_NEGATIVE_FLOATS = (
     "training.loss_alpha",

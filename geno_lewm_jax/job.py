@@ -14,7 +14,13 @@ import yaml
 
 from geno_lewm_jax import config as cfg
 
-PATH_FIELDS = ("encoder.model_dir", "data.dataset_dir", "runtime.run_dir", "encoder.feature_cache_dir")
+PATH_FIELDS = (
+    "encoder.model_dir",
+    "data.dataset_dir",
+    "runtime.run_dir",
+    "encoder.feature_cache_dir",
+    "runtime.compilation_cache_dir",
+)
 
 
 def describe(config: cfg.Config) -> str:
@@ -58,10 +64,14 @@ def run_job(config: cfg.Config, *, config_path: str | None = None) -> int:
     from geno_lewm_jax.training.preflight import run_training_preflight
 
     config = expand_paths(config)
+    if config.runtime.compilation_cache_dir:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", config.runtime.compilation_cache_dir)
     if config.runtime.bootstrap_missing:
         bootstrap_inputs(config)
-    run_training_preflight(config, config_path=config_path)
-    report = run_carbon_training(config, command=shlex.join(sys.argv))
+    preflight = run_training_preflight(config, config_path=config_path, write=False)
+    report = run_carbon_training(config, command=shlex.join(sys.argv), preflight_report=preflight)
     tps = f"{report.tuples_per_second:.1f} tuples/s" if report.tuples_per_second else "n/a"
     loss = f"{report.final_loss:.5g}" if report.final_loss is not None else "n/a"
     how = f"stopped by {report.stopped_by_signal}" if report.stopped_by_signal else "finished"

@@ -24,12 +24,13 @@ def write_training_plot(
         return None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = [r["step"] for r in progress]
-    for key in ("loss", "pred_loss"):
-        axes[0].plot(steps, [r.get(key) for r in progress], label=key)
-    val = [r for r in collapse if r.get("val_loss") is not None]
+    # The total loss in phase2 carries gamma * KL of the targets, a large constant; plot the
+    # prediction loss, which is what training moves.
+    axes[0].plot(steps, [r.get("pred_loss") for r in progress], label="train pred_loss")
+    val = [r for r in collapse if r.get("val_pred_loss") is not None]
     if val:
-        axes[0].plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val_loss")
-    axes[0].set_title("loss")
+        axes[0].plot([r["step"] for r in val], [r["val_pred_loss"] for r in val], "o-", label="validation pred_loss")
+    axes[0].set_title("prediction loss")
     axes[0].set_xlabel("step")
     axes[0].legend()
     axes[1].plot(steps, [r.get("lr") for r in progress])
@@ -40,6 +41,7 @@ def write_training_plot(
         if pts:
             axes[2].plot([s for s, _ in pts], [v for _, v in pts], "o-", label=key)
     axes[2].set_title("collapse metrics (validation)")
+    axes[2].set_yscale("log")
     axes[2].set_xlabel("step")
     if collapse:
         axes[2].legend(fontsize=7)

@@ -43,6 +43,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts get the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,19 +83,13 @@ class RunDirLock:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
             handle.close()
             raise RunDirLockedError(
-                f"run directory {self.run_dir} is in use by {holder}",
-                details={"path": str(self.run_dir), "holder": holder},
+                f"run directory {self.run_dir} is in use by another process",
+                details={"path": str(self.run_dir)},
                 remediation="Wait for the other run to finish, or use a different --run_dir.",
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        self._handle = handle
+        self._handle = handle  # the file's content is never written: a refused run changes nothing
         return self
 
     def release(self) -> None:

@@ -77,6 +77,14 @@ class EncoderLayer(nnx.Module):
         return self.norm2(x + self.linear2(gelu(self.linear1(x))))
 
 
+def _copy_of(layer: nnx.Module) -> nnx.Module:
+    """A clone with its own buffers: the same starting values (torch clones the layer), no shared
+    arrays, so a donated training step never sees one buffer twice."""
+    twin = nnx.clone(layer)
+    nnx.update(twin, jax.tree.map(jnp.copy, nnx.state(layer)))
+    return twin
+
+
 class SeqMicroEncoder(nnx.Module):
     """Four 6-mer ids -> one D_SEQ vector (shared by ref and alt bases)."""
 
@@ -87,7 +95,7 @@ class SeqMicroEncoder(nnx.Module):
         self.token_embedding = nnx.Embed(PAD_ID + 1, TOKEN_DIM, param_dtype=jnp.float32, embedding_init=table_init, rngs=rngs)
         self.token_projection = torch_dense(TOKEN_DIM, D_SEQ, rngs)
         first = EncoderLayer(D_SEQ, SEQ_HEADS, rngs=rngs)
-        self.layers = nnx.List([first] + [nnx.clone(first) for _ in range(SEQ_LAYERS - 1)])
+        self.layers = nnx.List([first] + [_copy_of(first) for _ in range(SEQ_LAYERS - 1)])
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         """ids int [N, 4] -> [N, D_SEQ]."""

@@ -1,6 +1,55 @@
-"""Training: the preflight gate (and, from the training-core engineer, the loop)."""
+"""Training: the preflight gate and the training core (objective, schedules, optimizer,
+trainer, collapse monitor, samplers, fixture trainer).
 
-# Preflight exports (added by the preflight engineer; merge the training-core names alongside).
+The public names are geno-lewm 0.2.1's where they are framework-neutral; the
+torch-specific ones are JAX-native here (``Trainer``, ``TrainerBatch``,
+``TrainerStepResult``, ``DeterminismReport``, ``configure_reproducibility``),
+and ``build_adamw_optimizer`` returns an optax transformation.
+"""
+
+from geno_lewm_jax.data.sampling import (
+    DEFAULT_EDIT_TYPE_WEIGHTS,
+    DEFAULT_ROLLOUT_STEP_MIX,
+    EditTypeWeight,
+    RolloutStepWeight,
+    draw_edit_type_counts,
+    draw_rollout_step_counts,
+    sample_edit_type,
+    sample_rollout_steps,
+)
+from geno_lewm_jax.objective import (
+    ObjectiveSettings,
+    PredictionLossResult,
+    lejepa_kl_regularizer,
+    prediction_loss,
+    predictor_loss,
+)
+from geno_lewm_jax.training.collapse import (
+    CollapseAlert,
+    CollapseCheck,
+    CollapseMetrics,
+    CollapseMonitor,
+    CollapseThresholds,
+    compute_collapse_metrics,
+    detect_collapse,
+    record_collapse_metrics,
+)
+from geno_lewm_jax.training.fixture import (
+    FIXTURE_CHECKPOINT_NAME,
+    FIXTURE_DATASET_MANIFEST_NAME,
+    FIXTURE_LOG_NAME,
+    FIXTURE_METRICS_NAME,
+    FIXTURE_TRAINING_METADATA_NAME,
+    FixtureTrainingReport,
+    run_fixture_training,
+)
+from geno_lewm_jax.training.optimizer import (
+    build_adamw_optimizer,
+    optimizer_grad_norm,
+    optimizer_lr,
+    set_optimizer_lr,
+    weight_decay_mask,
+)
 from geno_lewm_jax.training.preflight import (
     MIN_CUDA_VRAM_GB,
     REPORT_NAME,
@@ -14,6 +63,17 @@ from geno_lewm_jax.training.preflight import (
     build_training_preflight_report,
     run_training_preflight,
     write_training_preflight_report,
+)
+from geno_lewm_jax.training.reproducibility import DeterminismReport, configure_reproducibility
+from geno_lewm_jax.training.schedule import wsd_lr_multiplier, wsd_schedule
+from geno_lewm_jax.training.trainer import (
+    EvalOutput,
+    Trainer,
+    TrainerBatch,
+    TrainerSeeds,
+    TrainerStepResult,
+    make_action_mask,
+    trainable_params,
 )
 
 __all__ = [
@@ -29,4 +89,48 @@ __all__ = [
     "build_training_preflight_report",
     "run_training_preflight",
     "write_training_preflight_report",
+    "DEFAULT_EDIT_TYPE_WEIGHTS",
+    "DEFAULT_ROLLOUT_STEP_MIX",
+    "FIXTURE_CHECKPOINT_NAME",
+    "FIXTURE_DATASET_MANIFEST_NAME",
+    "FIXTURE_LOG_NAME",
+    "FIXTURE_METRICS_NAME",
+    "FIXTURE_TRAINING_METADATA_NAME",
+    "CollapseAlert",
+    "CollapseCheck",
+    "CollapseMetrics",
+    "CollapseMonitor",
+    "CollapseThresholds",
+    "DeterminismReport",
+    "EditTypeWeight",
+    "EvalOutput",
+    "FixtureTrainingReport",
+    "ObjectiveSettings",
+    "PredictionLossResult",
+    "RolloutStepWeight",
+    "Trainer",
+    "TrainerBatch",
+    "TrainerSeeds",
+    "TrainerStepResult",
+    "build_adamw_optimizer",
+    "compute_collapse_metrics",
+    "configure_reproducibility",
+    "detect_collapse",
+    "draw_edit_type_counts",
+    "draw_rollout_step_counts",
+    "lejepa_kl_regularizer",
+    "make_action_mask",
+    "optimizer_grad_norm",
+    "optimizer_lr",
+    "prediction_loss",
+    "predictor_loss",
+    "record_collapse_metrics",
+    "run_fixture_training",
+    "sample_edit_type",
+    "sample_rollout_steps",
+    "set_optimizer_lr",
+    "trainable_params",
+    "weight_decay_mask",
+    "wsd_lr_multiplier",
+    "wsd_schedule",
 ]

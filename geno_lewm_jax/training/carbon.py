@@ -75,6 +75,8 @@ RESUME_FREE_FIELDS = (
     "encoder.encode_batch_size",
     "data.prefetch_batches",
     "observability.log_level",
+    "runtime.compilation_cache_dir",
+    "runtime.torch_cpu_threads",
 )
 
 
@@ -172,10 +174,13 @@ def run_carbon_training(
     command: str | None = None,
     stop_after_step: int | None = None,
     progress_stream: Any = None,
+    preflight_report: Any = None,
 ) -> CarbonTrainingReport:
     """Train ``config.training.max_steps`` steps into ``config.runtime.run_dir`` (resuming if possible).
 
     ``encoder`` replaces the bridge's ``CarbonEncoder`` (tests inject one);
+    ``preflight_report`` (a passed TrainingPreflightReport) is written into the run
+    dir once the run dir's own checkpoints are known to be resumable;
     ``stop_after_step`` ends this process after that step with a checkpoint,
     as a scheduled interruption.
     """
@@ -210,6 +215,13 @@ def run_carbon_training(
             from bridge import CarbonEncoder
 
             encoder = CarbonEncoder.from_config(config, device=None if config.runtime.device == "auto" else config.runtime.device)
+            if str(getattr(encoder, "device", "cpu")).startswith("cpu"):
+                import os
+
+                import torch
+
+                threads = config.runtime.torch_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+                torch.set_num_threads(threads)  # the other cores run the jitted step
         if encoder.d_state != config.predictor.d_state:
             raise InputError(
                 f"predictor.d_state={config.predictor.d_state} but the Carbon encoder's state width is {encoder.d_state}",
@@ -273,6 +285,10 @@ def run_carbon_training(
             cfg.write_yaml(config, run_dir / CONFIG_NAME)
             write_text_atomic(run_dir / FLAGS_NAME, _config_to_flags(config))
             shutil.copyfile(snapshot.root / MANIFEST_NAME, run_dir / MANIFEST_NAME)
+            if preflight_report is not None:
+                from geno_lewm_jax.training.preflight import REPORT_NAME, save_report
+
+                save_report(preflight_report, run_dir / REPORT_NAME)
         log = EventLog(run_dir / LOG_NAME, enabled=primary)
         for bad_step, reason in skipped_checkpoints:
             log.emit("train.checkpoint_corrupt", step=bad_step, reason=reason)
@@ -320,7 +336,12 @@ def run_carbon_training(
             alert_count += len(check.alerts) if check is not None else 0
             if math.isfinite(val_loss) and (best_val is None or val_loss < best_val):
                 best_val = val_loss
-            row = {"step": at_step, "val_loss": val_loss, **(check.metrics.to_dict() if check else {})}
+            row = {
+                "step": at_step,
+                "val_loss": val_loss,
+                "val_pred_loss": float(out.pred_loss),
+                **(check.metrics.to_dict() if check else {}),
+            }
             collapse_history.append(row)
             log.emit("train.validation", step=at_step, val_loss=val_loss)
             return check

@@ -236,11 +236,14 @@ def run_training_preflight(
     stream: TextIO | None = None,
     dependency_probe: DependencyProbeFn | None = None,
     accelerator_probe: AcceleratorProbeFn | None = None,
+    write: bool = True,
     **options: Any,
 ) -> TrainingPreflightReport:
     """The main job's gate: print each issue on one line; raise unless ok, else write the report.
 
-    A failing preflight writes nothing, so the run dir is left as it was.
+    A failing preflight writes nothing, so the run dir is left as it was. With
+    ``write=False`` the caller writes the report (the main job does, once it has
+    also checked the run dir's checkpoints).
     """
     request = TrainingPreflightRequest.from_config(config, config_path=config_path, **options)
     report = build_training_preflight_report(request, dependency_probe=dependency_probe, accelerator_probe=accelerator_probe)
@@ -255,7 +258,8 @@ def run_training_preflight(
             details={"codes": codes},
             remediation="Fix the preflight issues printed above, then start the run again.",
         )
-    save_report(report, request.run_dir / REPORT_NAME)
+    if write:
+        save_report(report, request.run_dir / REPORT_NAME)
     return report
 
 

@@ -79,33 +79,48 @@ def test_unwritable_run_dir(job_inputs, tmp_path):
     assert blocker.read_text() == "not a directory\n"
 
 
-def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, finished_run, tmp_path):
-    """NaN features (planted in the feature cache) stop the resumed run at that step with NaNLossError."""
-    from bridge import CacheKey, CarbonEncoder, FeatureCache, window_sha256
+def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, tmp_path, capsys):
+    """A NaN in one batch's Carbon features stops the resumed run at that step with NaNLossError (exit 5)."""
+    import numpy as np
+    from bridge import CarbonEncoder
 
-    from geno_lewm_jax import config as cfg
+    from geno_lewm_jax.cli import run_cli
     from geno_lewm_jax.data import TupleStream, load_snapshot
     from geno_lewm_jax.flags import config_from_argv
+    from geno_lewm_jax.training.carbon import run_carbon_training
 
-    run_dir = _copy(finished_run, tmp_path)
-    cache_dir = tmp_path / "features"
-    args = job_args(job_inputs, run_dir, "--max_steps=8", "--collapse_log_every_steps=2", f"--feature_cache_dir={cache_dir}",
-                    "--allow_config_change")
-    config = config_from_argv(["prog", *args])
-    # The 6th batch's first source state becomes NaN: steps 5 and on run after resuming at step 4.
+    run_dir = tmp_path / "run"
+    config = config_from_argv(["prog", *job_args(job_inputs, run_dir, "--max_steps=8", "--collapse_log_every_steps=2")])
+    first = run_carbon_training(config, stop_after_step=4)  # an interrupted run: checkpoint at step 4
+    assert first.steps_completed == 4
+    # Steps 5.. run after resuming at step 4; the 6th batch's first source window is poisoned.
     stream = TupleStream.from_config(load_snapshot(config.data.dataset_dir), config)
-    sixth = stream.take(6)[-1].tuples[0]
-    encoder = CarbonEncoder.from_config(config, device="cpu")
-    key = CacheKey(window_sha256(sixth.window), encoder.identity, int(sixth.locus), encoder.contract)
-    FeatureCache(cache_dir).put(key, [float("nan")] * encoder.d_state)
+    poisoned = stream.take(6)[-1].tuples[0].window
+
+    class PoisonedCarbon:
+        """The real encoder, except that rows of the poisoned source window come back NaN."""
+
+        def __init__(self) -> None:
+            self.inner = CarbonEncoder.from_config(config, device="cpu")
+            self.d_state, self.contract, self.identity = self.inner.d_state, self.inner.contract, self.inner.identity
+
+        def encode_batch(self, sequences, loci):
+            out = self.inner.encode_batch(sequences, loci)
+            out[[i for i, s in enumerate(sequences) if s == poisoned]] = np.nan
+            return out
+
+        def encode_batch_jax(self, sequences, loci):
+            return self.encode_batch(sequences, loci)
 
     checkpoints_before = tree_digest(run_dir / "checkpoints")
+    others_before = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(("checkpoints/", "train.log"))}
     log_before = (run_dir / "train.log").read_text()
-    proc = run_main(args)
-    _assert_one_typed_line(proc, "TRAINING.NAN_LOSS", 5, "step 6")
-    assert tree_digest(run_dir / "checkpoints") == checkpoints_before
-    log_after = (run_dir / "train.log").read_text()
-    assert log_after.startswith(log_before)  # the event log is append-only
-    for line in log_after.splitlines():
-        json.loads(line)  # strict JSON lines
-    assert cfg.load_config(run_dir / "training_config.effective.yaml").run_id == config.run_id
+    code = run_cli(lambda: run_carbon_training(config, encoder=PoisonedCarbon()))
+    err = capsys.readouterr().err
+    assert code == 5, err
+    typed = [line for line in err.splitlines() if line.startswith("error[")]
+    assert len(typed) == 1 and typed[0].startswith("error[TRAINING.NAN_LOSS]") and "step 6" in typed[0], err
+    assert tree_digest(run_dir / "checkpoints") == checkpoints_before  # the last good checkpoint (step 4) is intact
+    others_after = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(("checkpoints/", "train.log"))}
+    assert others_after == others_before
+    assert (run_dir / "train.log").read_text().startswith(log_before)  # the event log only grew

@@ -1,0 +1,450 @@
+"""The trainer: one jitted, donated, static-shape optimizer step over a ``('data',)`` mesh.
+
+``Trainer(predictor, action_encoder, optimizer, config, total_steps)`` keeps
+the trainable parameters of both NNX modules as one pure-dict pytree
+``{"predictor": ..., "action_encoder": ...}`` plus the optax state, replicated
+on every device of the mesh. ``train_step(batch, step)``:
+
+1. pads the batch's step axis K up to the smallest ``training.k_buckets``
+   bucket (capped at ``action.max_len``), so ragged batches reuse one compiled
+   step per bucket;
+2. computes the learning rate ``optimizer.lr * wsd_lr_multiplier(step)`` on
+   the host (step is 1-indexed, as in the reference);
+3. runs the jitted step: action encoder and predictor forward, the objective
+   of :mod:`geno_lewm_jax.objective`, gradients, the optimizer (padding-row
+   mask, torch-style global clip, AdamW with that learning rate); the state is
+   donated, the batch is split over ``data``;
+4. fetches one small vector of scalars and returns a :class:`TrainerStepResult`.
+
+The KL rows are those the reference sees: every (b, k) with k below the
+batch's longest row, padding slots within it included; bucket padding beyond
+it is excluded, so padding never changes the numbers.
+
+Non-finite policy (``training.nan_policy``): inside the step, an update whose
+loss or gradient norm is not finite is never applied (parameters and
+optimizer state stay as they were). With ``"skip"`` the result reports
+``skipped=True`` and training goes on; with ``"raise"`` ``train_step`` raises
+:class:`~geno_lewm_jax.errors.NaNLossError` naming the step, and the trainer
+still holds the parameters from before that step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+
+from geno_lewm_jax.errors import InputError, NaNLossError
+from geno_lewm_jax.model import EditFeatures
+from geno_lewm_jax.model.featurize import PAD_ID
+from geno_lewm_jax.objective import ObjectiveSettings, objective
+from geno_lewm_jax.sharding import batch_sharding, check_batch_divisible, data_mesh, replicated
+from geno_lewm_jax.training._checks import non_negative_int, positive_int
+from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink
+from geno_lewm_jax.training.optimizer import build_adamw_optimizer, optimizer_grad_norm, with_learning_rate
+from geno_lewm_jax.training.schedule import wsd_lr_multiplier
+
+_RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrainerSeeds:
+    """The run's seeds: data stream = base, model init = base + 1, LoRA (unused) = base + 2."""
+
+    data: int
+    predictor: int
+    lora: int
+
+    @classmethod
+    def from_base_seed(cls, seed: int) -> "TrainerSeeds":
+        non_negative_int("seed", seed)
+        return cls(data=seed, predictor=seed + 1, lora=seed + 2)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"data": self.data, "predictor": self.predictor, "lora": self.lora}
+
+
+@struct.dataclass
+class TrainerBatch:
+    """One batch: ``state`` f32 [B, S], ``targets`` f32 [B, K, S] (per step, zero on padding),
+    ``features`` (EditFeatures [B, K]) and ``action_mask`` bool [B, K] (left-aligned)."""
+
+    state: Any
+    targets: Any
+    features: EditFeatures
+    action_mask: Any
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(B, K)."""
+        return tuple(np.shape(self.action_mask))  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrainerStepResult:
+    """The scalars of one step; ``loss``/``pred_loss``/``kl_reg`` are measured before the update."""
+
+    step: int
+    lr_multiplier: float
+    loss: float
+    pred_loss: float
+    kl_reg: float
+    action_count: int
+    pred_var_per_dim: float
+    grad_norm: float = float("nan")
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["predictions", "targets", "action_mask", "loss", "pred_loss", "kl_reg"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class EvalOutput:
+    """What :meth:`Trainer.eval_step` returns: device arrays, K padded to the bucket."""
+
+    predictions: jax.Array
+    targets: jax.Array
+    action_mask: jax.Array
+    loss: jax.Array
+    pred_loss: jax.Array
+    kl_reg: jax.Array
+
+
+def make_action_mask(rel_edits: Sequence[Sequence[Any]], *, k: int | None = None) -> np.ndarray:
+    """bool [B, K]: row b is True on its first len(rel_edits[b]) steps (K = longest row, or ``k``)."""
+    if isinstance(rel_edits, (str, bytes)) or not isinstance(rel_edits, Sequence) or not rel_edits:
+        raise InputError("rel_edits must hold at least one batch row", details={"field": "rel_edits"})
+    lengths = []
+    for row, edits in enumerate(rel_edits):
+        if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
+            raise InputError(
+                f"rel_edits[{row}] must be a sequence of edits, got {type(edits).__name__}",
+                details={"field": "rel_edits", "row": row},
+            )
+        if not edits:
+            raise InputError(f"rel_edits[{row}] has no edit; every row needs one", details={"field": "rel_edits", "row": row})
+        lengths.append(len(edits))
+    width = max(lengths) if k is None else positive_int("k", k)
+    if max(lengths) > width:
+        raise InputError(
+            f"a row has {max(lengths)} edits, more than k={width}", details={"field": "k", "longest": max(lengths)}
+        )
+    return np.arange(width)[None, :] < np.asarray(lengths)[:, None]
+
+
+def bucket_for(k: int, buckets: Sequence[int], max_len: int) -> int:
+    """Smallest bucket >= k, capped at ``max_len`` (the predictor's step limit)."""
+    if k > max_len:
+        raise InputError(
+            f"batch has K={k} steps, more than action.max_len={max_len}",
+            details={"field": "action.max_len", "k": k, "max_len": max_len},
+        )
+    for b in buckets:
+        if b >= k:
+            return min(b, max_len)
+    return max_len
+
+
+def pad_batch(batch: TrainerBatch, k: int) -> TrainerBatch:
+    """``batch`` with empty steps appended up to K = k (numpy stays numpy, device arrays stay on device)."""
+    _, current = batch.shape
+    if k == current:
+        return batch
+
+    def grow(a: Any, fill: Any) -> Any:
+        widths = [(0, 0), (0, k - current)] + [(0, 0)] * (np.ndim(a) - 2)
+        if isinstance(a, jax.Array):
+            return jnp.pad(a, widths, constant_values=fill)
+        return np.pad(np.asarray(a), widths, constant_values=fill)
+
+    f = batch.features
+    return TrainerBatch(
+        state=batch.state,
+        targets=grow(batch.targets, 0.0),
+        features=EditFeatures(
+            rel_pos=grow(f.rel_pos, 0),
+            edit_type=grow(f.edit_type, 0),
+            ref_ids=grow(f.ref_ids, PAD_ID),
+            alt_ids=grow(f.alt_ids, PAD_ID),
+            mask=grow(f.mask, False),
+        ),
+        action_mask=grow(batch.action_mask, False),
+    )
+
+
+def trainable_params(predictor: nnx.Module, action_encoder: nnx.Module) -> dict[str, Any]:
+    """The pure-dict params pytree the trainer and optimizer work on."""
+    return {
+        "predictor": nnx.to_pure_dict(nnx.state(predictor, nnx.Param)),
+        "action_encoder": nnx.to_pure_dict(nnx.state(action_encoder, nnx.Param)),
+    }
+
+
+def _check_batch(batch: Any, d_state: int) -> tuple[int, int]:
+    if not isinstance(batch, TrainerBatch):
+        raise InputError(f"train_step takes a TrainerBatch, got {type(batch).__name__}", details={"field": "batch"})
+    shape = tuple(np.shape(batch.action_mask))
+    if len(shape) != 2 or shape[1] < 1:
+        raise InputError(f"action_mask must be [B, K>=1], got {shape}", details={"field": "batch.action_mask"})
+    b, k = shape
+    expected = {"state": (b, d_state), "targets": (b, k, d_state), "features.mask": (b, k)}
+    got = {"state": np.shape(batch.state), "targets": np.shape(batch.targets), "features.mask": batch.features.shape}
+    for name, want in expected.items():
+        if tuple(got[name]) != want:
+            raise InputError(
+                f"batch.{name} has shape {tuple(got[name])}, expected {want}",
+                details={"field": f"batch.{name}", "shape": list(got[name]), "expected": list(want)},
+            )
+    if jnp.result_type(batch.action_mask) != jnp.bool_:
+        raise InputError("batch.action_mask must be bool", details={"field": "batch.action_mask"})
+    return b, k
+
+
+def _kl_rows(mask: jax.Array) -> jax.Array:
+    """Rows the reference's KL flattens: all B x A slots, A = the longest row (bucket padding excluded)."""
+    longest = jnp.max(jnp.sum(mask, axis=1))
+    return jnp.broadcast_to(jnp.arange(mask.shape[1])[None, :] < longest, mask.shape)
+
+
+def _pred_var_per_dim(prediction: jax.Array, rows: jax.Array) -> jax.Array:
+    """Population variance per dimension over the selected rows, averaged over dimensions."""
+    x = prediction.reshape(-1, prediction.shape[-1])
+    w = rows.reshape(-1, 1).astype(jnp.float32)
+    n = jnp.sum(w)
+    centred = (x - jnp.sum(x * w, axis=0) / n) * w
+    return jnp.mean(jnp.sum(centred * centred, axis=0) / n)
+
+
+class Trainer:
+    """Owns the training state and the compiled step (see the module docstring)."""
+
+    def __init__(
+        self,
+        predictor: nnx.Module,
+        action_encoder: nnx.Module,
+        optimizer: optax.GradientTransformation | None,
+        config: Any,
+        total_steps: int,
+        *,
+        mesh: jax.sharding.Mesh | None = None,
+    ) -> None:
+        self.total_steps = positive_int("total_steps", total_steps)
+        self.config = config
+        self.settings = ObjectiveSettings.from_config(config)
+        self.mesh = mesh if mesh is not None else data_mesh()
+        self.nan_policy = config.training.nan_policy
+        self.buckets = tuple(config.training.k_buckets)
+        self.max_len = int(config.action.max_len)
+        self.d_state = int(config.predictor.d_state)
+        self.base_lr = float(config.optimizer.lr)
+        self._defs = {}
+        self._rest = {}
+        for name, module in (("predictor", predictor), ("action_encoder", action_encoder)):
+            if not isinstance(module, nnx.Module):
+                raise InputError(f"{name} must be a flax.nnx.Module, got {type(module).__name__}", details={"field": name})
+            graphdef, _, rest = nnx.split(module, nnx.Param, ...)
+            self._defs[name] = graphdef
+            self._rest[name] = nnx.to_pure_dict(rest)
+        params = trainable_params(predictor, action_encoder)
+        self.optimizer = optimizer if optimizer is not None else build_adamw_optimizer(config, params)
+        self._replicated = replicated(self.mesh)
+        self._batch_sharding = batch_sharding(self.mesh)
+        # may_alias=False: the step donates this state, so no two leaves may share a buffer
+        # (cloned layers start from the same arrays, and a 1-device put would keep them shared).
+        self._params, self._opt_state = jax.device_put(
+            (params, self.optimizer.init(params)), self._replicated, may_alias=False
+        )
+        self._rest = jax.device_put(self._rest, self._replicated)
+        self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
+        self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
+        self.trace_count = 0
+        self._train = jax.jit(
+            self._train_step,
+            donate_argnums=(0,),
+            in_shardings=(self._replicated, self._replicated, self._batch_sharding, self._replicated),
+            out_shardings=(self._replicated, self._replicated),
+        )
+        self._eval = jax.jit(
+            self._eval_step,
+            in_shardings=(self._replicated, self._replicated, self._batch_sharding),
+        )
+
+    # --- the pure step functions ------------------------------------------------------------
+    def _forward(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[jax.Array, Any]:
+        predictor = nnx.merge(self._defs["predictor"], params["predictor"], rest["predictor"])
+        encoder = nnx.merge(self._defs["action_encoder"], params["action_encoder"], rest["action_encoder"])
+        mask = batch.action_mask
+        prediction = predictor(batch.state, encoder(batch.features), mask)
+        parts = objective(prediction, batch.targets, self.settings, mask=mask, kl_row_mask=_kl_rows(mask))
+        return parts.loss, (parts, prediction)
+
+    def _train_step(self, state: Any, rest: Any, batch: TrainerBatch, lr: jax.Array) -> tuple[Any, jax.Array]:
+        self.trace_count += 1  # runs once per compilation, never per call
+        params, opt_state = state
+        (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
+        updates, new_opt = self.optimizer.update(grads, with_learning_rate(opt_state, lr), params)
+        new_params = optax.apply_updates(params, updates)
+        grad_norm = optimizer_grad_norm(new_opt)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        new_state = jax.tree.map(keep, (new_params, new_opt), (params, opt_state))
+        mask = batch.action_mask
+        scalars = jnp.stack(
+            [
+                loss,
+                parts.pred_loss,
+                parts.kl_reg,
+                jnp.sum(mask).astype(jnp.float32),
+                _pred_var_per_dim(prediction, _kl_rows(mask)),
+                grad_norm,
+                finite.astype(jnp.float32),
+            ]
+        )
+        return new_state, scalars
+
+    def _eval_step(self, params: Any, rest: Any, batch: TrainerBatch) -> EvalOutput:
+        _, (parts, prediction) = self._forward(params, rest, batch)
+        return EvalOutput(
+            predictions=prediction,
+            targets=batch.targets,
+            action_mask=batch.action_mask,
+            loss=parts.loss,
+            pred_loss=parts.pred_loss,
+            kl_reg=parts.kl_reg,
+        )
+
+    # --- host side ---------------------------------------------------------------------------
+    def prepare(self, batch: TrainerBatch) -> TrainerBatch:
+        """Validate, pad K to its bucket and place the batch on the mesh (split over ``data``)."""
+        b, k = _check_batch(batch, self.d_state)
+        check_batch_divisible(b, self.mesh)
+        padded = pad_batch(batch, bucket_for(k, self.buckets, self.max_len))
+        return jax.device_put(padded, self._batch_sharding)
+
+    def train_step(self, batch: TrainerBatch, step: int) -> TrainerStepResult:
+        """One optimizer update for 1-indexed ``step`` (1..total_steps)."""
+        positive_int("step", step)
+        if step > self.total_steps:
+            raise InputError(
+                f"step {step} is beyond total_steps={self.total_steps}",
+                details={"field": "step", "step": step, "total_steps": self.total_steps},
+            )
+        opt = self.config.optimizer
+        multiplier = wsd_lr_multiplier(
+            step, total_steps=self.total_steps, warmup_steps=opt.warmup_steps, schedule=opt.schedule
+        )
+        lr = np.float32(self.base_lr * multiplier)
+        prepared = self.prepare(batch)
+        (self._params, self._opt_state), scalars = self._train(
+            (self._params, self._opt_state), self._rest, prepared, lr
+        )
+        values = dict(zip(_RESULT_FIELDS, (float(v) for v in jax.device_get(scalars))))
+        finite = values["finite"] == 1.0
+        if not finite and self.nan_policy == "raise":
+            raise NaNLossError(
+                f"non-finite loss or gradient at step {step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
+                details={"step": step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
+                remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
+            )
+        return TrainerStepResult(
+            step=step,
+            lr_multiplier=multiplier,
+            loss=values["loss"],
+            pred_loss=values["pred_loss"],
+            kl_reg=values["kl_reg"],
+            action_count=int(values["action_count"]),
+            pred_var_per_dim=values["pred_var_per_dim"],
+            grad_norm=values["grad_norm"],
+            skipped=not finite,
+        )
+
+    def eval_step(self, batch: TrainerBatch) -> EvalOutput:
+        """Predictions and loss parts for ``batch`` under the current parameters (no update)."""
+        return self._eval(self._params, self._rest, self.prepare(batch))
+
+    def observe_collapse(
+        self, batch: TrainerBatch, step: int, *, logger: EventSink | None = None, force: bool = False
+    ) -> CollapseCheck | None:
+        """Run the collapse monitor on ``batch`` (a validation batch) if ``step`` is scheduled or forced."""
+        if not force and not self.collapse_monitor.should_log(step):
+            return None
+        out = self.eval_step(batch)
+        width = out.predictions.shape[-1]
+        check = self.collapse_monitor.observe(
+            out.predictions.reshape(-1, width),
+            out.targets.reshape(-1, width),
+            kl_reg=out.kl_reg,
+            mask=out.action_mask.reshape(-1),
+            step=step,
+            logger=logger,
+            force=True,
+        )
+        self.last_collapse_alerts = tuple(a.to_dict() for a in check.alerts) if check is not None else ()
+        return check
+
+    # --- state for checkpoints and export -----------------------------------------------------
+    @property
+    def state(self) -> dict[str, Any]:
+        """``{"params": ..., "opt_state": ...}`` (device arrays; a later step donates them)."""
+        return {"params": self._params, "opt_state": self._opt_state}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Load a pytree shaped like :attr:`state` (e.g. from a checkpoint), replicated on the mesh."""
+        if not isinstance(state, dict) or set(state) != {"params", "opt_state"}:
+            raise InputError("trainer state must be a dict with params and opt_state", details={"field": "state"})
+        want = jax.tree.structure(self.state)
+        got = jax.tree.structure(state)
+        if want != got:
+            raise InputError(
+                "trainer state does not match this trainer's parameter/optimizer layout",
+                details={"field": "state", "expected": str(want)[:500], "got": str(got)[:500]},
+            )
+        for mine, theirs in zip(jax.tree.leaves(self.state), jax.tree.leaves(state)):
+            if np.shape(mine) != np.shape(theirs):
+                raise InputError(
+                    f"trainer state leaf has shape {np.shape(theirs)}, expected {np.shape(mine)}",
+                    details={"field": "state", "shape": list(np.shape(theirs))},
+                )
+        self._params, self._opt_state = jax.device_put(
+            (state["params"], state["opt_state"]), self._replicated, may_alias=False
+        )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self._params
+
+    @property
+    def opt_state(self) -> Any:
+        return self._opt_state
+
+    def modules(self) -> tuple[nnx.Module, nnx.Module]:
+        """(predictor, action_encoder) NNX modules holding the current parameters (for export)."""
+        host = jax.device_get((self._params, self._rest))
+        return tuple(  # type: ignore[return-value]
+            nnx.merge(self._defs[name], host[0][name], host[1][name]) for name in ("predictor", "action_encoder")
+        )
+
+
+__all__ = [
+    "EvalOutput",
+    "Trainer",
+    "TrainerBatch",
+    "TrainerSeeds",
+    "TrainerStepResult",
+    "bucket_for",
+    "make_action_mask",
+    "pad_batch",
+    "trainable_params",
+]
