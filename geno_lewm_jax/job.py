@@ -59,17 +59,40 @@ def bootstrap_inputs(config: cfg.Config) -> None:
         make_synthetic_snapshot(dataset_dir, seed=0)
 
 
+def start_processes(config: cfg.Config) -> cfg.Config:
+    """Join a multi-host run (before any JAX device work); the config then names this process.
+
+    Under SLURM or on a TPU slice with no explicit flags, JAX finds the
+    process index and count itself, and they are written back into
+    ``runtime.process_id`` / ``runtime.num_processes`` so the data stream
+    takes this host's shard.
+    """
+    from geno_lewm_jax.sharding import initialize_distributed
+
+    rt = config.runtime
+    pid, count = initialize_distributed(rt.coordinator_address, rt.num_processes, rt.process_id)
+    if (pid, count) != (rt.process_id, rt.num_processes):
+        config = config.replace({"runtime.process_id": pid, "runtime.num_processes": count})
+    return config
+
+
 def run_job(config: cfg.Config, *, config_path: str | None = None) -> int:
     from geno_lewm_jax.training.carbon import run_carbon_training
     from geno_lewm_jax.training.preflight import run_training_preflight
 
     config = expand_paths(config)
+    config = start_processes(config)
     if config.runtime.compilation_cache_dir:
         import jax
 
         jax.config.update("jax_compilation_cache_dir", config.runtime.compilation_cache_dir)
     if config.runtime.bootstrap_missing:
-        bootstrap_inputs(config)
+        if config.runtime.process_id == 0:  # one writer; the others wait for it
+            bootstrap_inputs(config)
+        if config.runtime.num_processes > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("geno_lewm_jax.bootstrap")
     preflight = run_training_preflight(config, config_path=config_path, write=False)
     report = run_carbon_training(config, command=shlex.join(sys.argv), preflight_report=preflight)
     tps = f"{report.tuples_per_second:.1f} tuples/s" if report.tuples_per_second else "n/a"

@@ -16,12 +16,14 @@ Semantics follow geno-lewm 0.2.1 (``predictor/losses.py``):
   ``phase2``: loss = prediction loss + gamma * KL.
 
 The reference computes the KL in float64 through an eigendecomposition of the
-D x D covariance. Here it stays float32 and never forms a D x D matrix: the
-covariance of M rows is ``xs^T xs`` with ``xs`` the centred rows scaled by
-1/sqrt(M), so its spectrum is the squared singular values of the M x D matrix
-``xs`` plus D - min(M, D) exact zeros, each adding ``log(eps)`` (the Gram
-identity, computed through an SVD so that small eigenvalues keep their
-precision in float32). Rows excluded by ``row_mask`` are zero rows of ``xs``.
+D x D covariance. Here it stays float32 and never forms a D x D matrix: with
+``xs`` the centred rows scaled by 1/sqrt(M), the covariance is ``xs^T xs``,
+whose non-zero eigenvalues are those of the M x M Gram matrix ``xs xs^T``
+(the Gram identity) and whose other D - M eigenvalues are exactly zero, each
+adding ``log(eps)``. The shared eigenvalues are computed as the squared
+singular values of ``xs`` (an SVD of the M x D rows, not an eigensolver on a
+product), which keeps the small ones that dominate ``logdet`` accurate in
+float32. Rows excluded by ``row_mask`` are zero rows of ``xs``.
 """
 
 from __future__ import annotations
@@ -124,30 +126,33 @@ def prediction_loss(
 
 
 @jax.custom_vjp
-def _sum_log_sq_singular(x: jax.Array, eps: jax.Array) -> jax.Array:
-    """``sum_i log(s_i^2 + eps)`` over the singular values of ``x``.
+def _sum_log_eigenvalues(x: jax.Array, eps: jax.Array) -> jax.Array:
+    """``sum_i log(s_i^2 + eps)`` over the singular values of ``x`` [M, D].
 
-    The s_i^2 are the non-zero eigenvalues of ``x^T x``; taking them from the
-    SVD of ``x`` keeps small ones accurate in float32 (their error scales with
-    s_i * s_max rather than s_max^2), so no clamp or deflation is needed.
+    The s_i^2 are the min(M, D) eigenvalues that ``x^T x`` shares with the
+    Gram matrix ``x x^T``. Taking them from the SVD of ``x`` rather than from
+    an eigensolver on either product keeps the small ones, which dominate the
+    sum, accurate in float32 (error ~ eps * s_i * s_max instead of eps * s_max^2)
+    and needs no clamp: they cannot come out negative.
     """
     s = jnp.linalg.svd(x, compute_uv=False)
     return jnp.sum(jnp.log(s * s + eps))
 
 
-def _sum_log_sq_fwd(x: jax.Array, eps: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+def _sum_log_fwd(x: jax.Array, eps: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     u, s, vt = jnp.linalg.svd(x, full_matrices=False)
     return jnp.sum(jnp.log(s * s + eps)), (u, s, vt, eps)
 
 
-def _sum_log_sq_bwd(res: tuple[jax.Array, ...], g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    # d/dx sum f(s_i^2) = U diag(2 s f'(s^2)) V^T: no 1/(s_i - s_j) terms, so repeated values are fine.
+def _sum_log_bwd(res: tuple[jax.Array, ...], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # d/dx sum log(s^2 + eps) = U diag(2 s / (s^2 + eps)) V^T: no 1/(s_i - s_j) terms, so repeated
+    # singular values (zero or duplicated rows) are fine, unlike the generic SVD derivative.
     u, s, vt, eps = res
     grad = jnp.matmul(u * (g * 2.0 * s / (s * s + eps)), vt, precision=_HIGHEST)
     return grad, jnp.zeros_like(eps)
 
 
-_sum_log_sq_singular.defvjp(_sum_log_sq_fwd, _sum_log_sq_bwd)
+_sum_log_eigenvalues.defvjp(_sum_log_fwd, _sum_log_bwd)
 
 
 def lejepa_kl_regularizer(
@@ -183,9 +188,9 @@ def lejepa_kl_regularizer(
     xc = (x - mean) * w[:, None]
     trace = jnp.sum(xc * xc) / n
     eps_arr = jnp.asarray(eps, jnp.float32)
-    # C = xs^T xs: its min(M, D) leading eigenvalues are the squared singular values of xs, the rest are 0.
+    # C = xs^T xs shares its min(M, D) eigenvalues with xs xs^T (the Gram identity); the other D - M are 0.
     xs = xc / jnp.sqrt(n)
-    logdet = _sum_log_sq_singular(xs, eps_arr) + (dim - min(rows, dim)) * jnp.log(eps_arr)
+    logdet = _sum_log_eigenvalues(xs, eps_arr) + (dim - min(rows, dim)) * jnp.log(eps_arr)
     kl = 0.5 * (jnp.sum(mean * mean) + trace - logdet - dim)
     return kl.astype(jnp.float32)
 

@@ -1,12 +1,21 @@
-"""Device layout: one ``('data',)`` mesh, batch split along it, everything else replicated.
+"""Device layout over every device of every process: one ``('data',)`` mesh.
 
-Pure data parallelism: every device holds all parameters and optimizer state
-and a contiguous slice of the batch's leading axis; XLA inserts the gradient
-all-reduce. (The scale-out work adds FSDP and multi-host layouts here.)
+* The batch's leading axis is split over ``data``. In a multi-process run each
+  process holds only its own rows (``B / process_count``, the data stream's
+  host shard) and :func:`put_batch` assembles the global array from them.
+* Parameters and optimizer state follow ``runtime.param_sharding``:
+  ``replicated`` keeps a full copy on every device (pure data parallelism;
+  XLA inserts the gradient all-reduce); ``fsdp`` splits each large leaf along
+  one axis over ``data`` so that a device holds 1/N of the state, and XLA
+  gathers the weights it needs inside the step. The jitted step is the same
+  for both; only its in/out shardings differ.
+* :func:`initialize_distributed` starts ``jax.distributed`` for multi-host
+  runs, from explicit flags or from the cluster's own environment.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,13 +23,17 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from geno_lewm_jax.errors import InputError
+from geno_lewm_jax.errors import InputError, RuntimeSetupError
 
 DATA_AXIS = "data"
+PARAM_LAYOUTS = ("replicated", "fsdp")
+# Leaves smaller than this stay replicated under FSDP: splitting a bias over 64
+# devices saves nothing and adds a gather per use.
+FSDP_MIN_ELEMENTS = 1024
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named ``data`` over ``devices`` (default: all devices)."""
+    """A 1-D mesh named ``data`` over ``devices`` (default: all devices of all processes)."""
     devs = list(jax.devices() if devices is None else devices)
     if not devs:
         raise InputError("a mesh needs at least one device", details={"field": "devices"})
@@ -37,6 +50,40 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def check_param_layout(layout: str) -> str:
+    if layout not in PARAM_LAYOUTS:
+        raise InputError(
+            f"runtime.param_sharding={layout!r} is not one of {list(PARAM_LAYOUTS)}",
+            details={"field": "runtime.param_sharding", "value": layout},
+        )
+    return layout
+
+
+def fsdp_spec(shape: Sequence[int], n_devices: int, *, min_elements: int = FSDP_MIN_ELEMENTS) -> PartitionSpec:
+    """The FSDP placement of one leaf: its largest axis divisible by ``n_devices`` goes over ``data``.
+
+    Small leaves, and leaves with no such axis, stay replicated (``PartitionSpec()``).
+    """
+    shape = tuple(int(d) for d in shape)
+    if n_devices <= 1 or int(np.prod(shape, dtype=np.int64)) < min_elements:
+        return PartitionSpec()
+    candidates = [i for i, d in enumerate(shape) if d % n_devices == 0]
+    if not candidates:
+        return PartitionSpec()
+    axis = max(candidates, key=lambda i: (shape[i], -i))  # largest; the first on a tie
+    return PartitionSpec(*([None] * axis + [DATA_AXIS]))
+
+
+def state_shardings(tree: Any, mesh: Mesh, layout: str = "replicated") -> Any:
+    """A sharding for every leaf of ``tree`` (arrays or ShapeDtypeStructs) under ``layout``."""
+    check_param_layout(layout)
+    if layout == "replicated":
+        rep = replicated(mesh)
+        return jax.tree.map(lambda _: rep, tree)
+    n = mesh.shape[DATA_AXIS]
+    return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(np.shape(x), n)), tree)
+
+
 def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
     """The global batch must split evenly over the data axis."""
     n = mesh.shape[DATA_AXIS]
@@ -49,8 +96,12 @@ def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
 
 
 def put_batch(tree: Any, mesh: Mesh) -> Any:
-    """Place a batch pytree on ``mesh``, leading axis split over ``data``."""
-    return jax.device_put(tree, batch_sharding(mesh))
+    """The global batch on ``mesh`` from this process's rows (leading axis split over ``data``).
+
+    Each process passes its own ``B / process_count`` rows; with one process
+    that is the whole batch and this is a plain ``device_put``.
+    """
+    return jax.make_array_from_process_local_data(batch_sharding(mesh), tree)
 
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
@@ -58,12 +109,99 @@ def put_replicated(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
+def put_state(tree: Any, shardings: Any) -> Any:
+    """Place a state pytree with its shardings, each leaf in its own buffer (the step donates them)."""
+    return jax.device_put(tree, shardings, may_alias=False)
+
+
+def fetch(tree: Any, mesh: Mesh) -> Any:
+    """Host numpy copies of a pytree of (possibly sharded, possibly multi-process) arrays.
+
+    When some leaf is split across processes it is first gathered to a
+    replicated copy, a collective: every process must then call this together.
+    """
+    if any(isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated for x in jax.tree.leaves(tree)):
+        tree = jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+    return jax.device_get(tree)
+
+
+# --- multi-host start-up ---------------------------------------------------------------------------
+def _cluster_detected() -> str | None:
+    """The cluster whose environment lets ``jax.distributed.initialize()`` find its peers by itself."""
+    env = os.environ
+    if int(env.get("SLURM_NTASKS", env.get("SLURM_NPROCS", "1")) or 1) > 1 and "SLURM_JOB_ID" in env:
+        return "slurm"
+    if len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1 or env.get("MEGASCALE_COORDINATOR_ADDRESS"):
+        return "tpu"
+    if int(env.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1:
+        return "openmpi"
+    return None
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 1, process_id: int = 0) -> tuple[int, int]:
+    """Join the run's processes with ``jax.distributed``; returns (process_index, process_count).
+
+    Explicit settings (a coordinator address or more than one process) are
+    passed through; otherwise, under SLURM, a multi-host TPU slice or Open MPI,
+    ``jax.distributed.initialize()`` is called with no arguments so that JAX
+    reads the cluster's environment. A single plain process starts nothing.
+    Must run before anything touches a JAX device.
+    """
+    explicit = bool(coordinator_address) or num_processes > 1
+    cluster = None if explicit else _cluster_detected()
+    if not explicit and cluster is None:
+        return process_id, num_processes  # one plain process: touch no device yet
+    if jax.distributed.is_initialized():
+        return jax.process_index(), jax.process_count()
+    # CPU devices (tests, CPU clusters) need a collectives backend across processes; GPUs/TPUs ignore this.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        if explicit:
+            jax.distributed.initialize(
+                coordinator_address=coordinator_address or None,
+                num_processes=num_processes,
+                process_id=process_id,
+            )
+        else:
+            jax.distributed.initialize()
+    except (RuntimeError, ValueError) as exc:
+        raise RuntimeSetupError(
+            f"jax.distributed could not start ({' '.join(str(exc).split())[:400]})",
+            details={
+                "field": "runtime.coordinator_address",
+                "coordinator_address": coordinator_address,
+                "num_processes": num_processes,
+                "process_id": process_id,
+                "cluster": cluster,
+            },
+            remediation=(
+                "Pass --coordinator_address=<host:port of process 0> with --num_processes and a distinct "
+                "--process_id on every process, and start them before any other JAX work."
+            ),
+        ) from None
+    if explicit and (jax.process_count() != num_processes or jax.process_index() != process_id):
+        raise RuntimeSetupError(
+            f"jax.distributed reports process {jax.process_index()} of {jax.process_count()}, "
+            f"but the flags say {process_id} of {num_processes}",
+            details={"field": "runtime.process_id", "process_id": process_id, "num_processes": num_processes},
+        )
+    return jax.process_index(), jax.process_count()
+
+
 __all__ = [
     "DATA_AXIS",
+    "FSDP_MIN_ELEMENTS",
+    "PARAM_LAYOUTS",
     "batch_sharding",
     "check_batch_divisible",
+    "check_param_layout",
     "data_mesh",
+    "fetch",
+    "fsdp_spec",
+    "initialize_distributed",
     "put_batch",
     "put_replicated",
+    "put_state",
     "replicated",
+    "state_shardings",
 ]

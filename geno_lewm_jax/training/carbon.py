@@ -190,7 +190,8 @@ def run_carbon_training(
     started = time.monotonic()
     run_dir = Path(config.runtime.run_dir).expanduser()
     primary = jax.process_index() == 0
-    lock = RunDirLock(run_dir).acquire()
+    # Process 0 holds the run-dir lock for the whole multi-host run (the directory is shared).
+    lock = RunDirLock(run_dir).acquire() if primary else None
     stop = _StopFlag().install()
     producer: BatchProducer | None = None
     store: CheckpointStore | None = None
@@ -528,7 +529,8 @@ def run_carbon_training(
         if log is not None:
             log.close()
         stop.restore()
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 __all__ = ["CarbonTrainingReport", "run_carbon_training"]

@@ -157,4 +157,4 @@ class BatchProducer:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=5)  # a daemon thread: an encode in flight is abandoned, not awaited

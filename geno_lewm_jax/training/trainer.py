@@ -2,8 +2,9 @@
 
 ``Trainer(predictor, action_encoder, optimizer, config, total_steps)`` keeps
 the trainable parameters of both NNX modules as one pure-dict pytree
-``{"predictor": ..., "action_encoder": ...}`` plus the optax state, replicated
-on every device of the mesh. ``train_step(batch, step)``:
+``{"predictor": ..., "action_encoder": ...}`` plus the optax state, laid out
+on the mesh as ``runtime.param_sharding`` says (replicated on every device, or
+FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch, step)``:
 
 1. pads the batch's step axis K up to the smallest ``training.k_buckets``
    bucket (capped at ``action.max_len``), so ragged batches reuse one compiled
@@ -45,7 +46,17 @@ from geno_lewm_jax.errors import InputError, NaNLossError
 from geno_lewm_jax.model import EditFeatures
 from geno_lewm_jax.model.featurize import PAD_ID
 from geno_lewm_jax.objective import ObjectiveSettings, objective
-from geno_lewm_jax.sharding import batch_sharding, check_batch_divisible, data_mesh, replicated
+from geno_lewm_jax.sharding import (
+    batch_sharding,
+    check_batch_divisible,
+    check_param_layout,
+    data_mesh,
+    fetch,
+    put_batch,
+    put_state,
+    replicated,
+    state_shardings,
+)
 from geno_lewm_jax.training._checks import non_negative_int, positive_int
 from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink
 from geno_lewm_jax.training.optimizer import build_adamw_optimizer, optimizer_grad_norm, with_learning_rate
@@ -259,13 +270,15 @@ class Trainer:
             self._rest[name] = nnx.to_pure_dict(rest)
         params = trainable_params(predictor, action_encoder)
         self.optimizer = optimizer if optimizer is not None else build_adamw_optimizer(config, params)
+        self.param_layout = check_param_layout(config.runtime.param_sharding)
         self._replicated = replicated(self.mesh)
         self._batch_sharding = batch_sharding(self.mesh)
-        # may_alias=False: the step donates this state, so no two leaves may share a buffer
+        opt_state = self.optimizer.init(params)
+        # runtime.param_sharding picks only these shardings; the jitted step is the same for every layout.
+        self._state_sharding = state_shardings((params, opt_state), self.mesh, self.param_layout)
+        # put_state keeps every leaf in its own buffer: the step donates this state
         # (cloned layers start from the same arrays, and a 1-device put would keep them shared).
-        self._params, self._opt_state = jax.device_put(
-            (params, self.optimizer.init(params)), self._replicated, may_alias=False
-        )
+        self._params, self._opt_state = put_state((params, opt_state), self._state_sharding)
         self._rest = jax.device_put(self._rest, self._replicated)
         self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
@@ -273,12 +286,12 @@ class Trainer:
         self._train = jax.jit(
             self._train_step,
             donate_argnums=(0,),
-            in_shardings=(self._replicated, self._replicated, self._batch_sharding, self._replicated),
-            out_shardings=(self._replicated, self._replicated),
+            in_shardings=(self._state_sharding, self._replicated, self._batch_sharding, self._replicated),
+            out_shardings=(self._state_sharding, self._replicated),
         )
         self._eval = jax.jit(
             self._eval_step,
-            in_shardings=(self._replicated, self._replicated, self._batch_sharding),
+            in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
         )
 
     # --- the pure step functions ------------------------------------------------------------
@@ -327,11 +340,15 @@ class Trainer:
 
     # --- host side ---------------------------------------------------------------------------
     def prepare(self, batch: TrainerBatch) -> TrainerBatch:
-        """Validate, pad K to its bucket and place the batch on the mesh (split over ``data``)."""
+        """Validate, pad K to its bucket and assemble the global batch on the mesh (split over ``data``).
+
+        ``batch`` holds this process's rows: the whole batch in a single-process
+        run, ``B / process_count`` rows (its data-stream shard) otherwise.
+        """
         b, k = _check_batch(batch, self.d_state)
-        check_batch_divisible(b, self.mesh)
+        check_batch_divisible(b * jax.process_count(), self.mesh)
         padded = pad_batch(batch, bucket_for(k, self.buckets, self.max_len))
-        return jax.device_put(padded, self._batch_sharding)
+        return put_batch(padded, self.mesh)
 
     def train_step(self, batch: TrainerBatch, step: int) -> TrainerStepResult:
         """One optimizer update for 1-indexed ``step`` (1..total_steps)."""
@@ -401,7 +418,7 @@ class Trainer:
         return {"params": self._params, "opt_state": self._opt_state}
 
     def restore_state(self, state: dict[str, Any]) -> None:
-        """Load a pytree shaped like :attr:`state` (e.g. from a checkpoint), replicated on the mesh."""
+        """Load a pytree shaped like :attr:`state` (e.g. from a checkpoint) with this trainer's layout."""
         if not isinstance(state, dict) or set(state) != {"params", "opt_state"}:
             raise InputError("trainer state must be a dict with params and opt_state", details={"field": "state"})
         want = jax.tree.structure(self.state)
@@ -417,9 +434,7 @@ class Trainer:
                     f"trainer state leaf has shape {np.shape(theirs)}, expected {np.shape(mine)}",
                     details={"field": "state", "shape": list(np.shape(theirs))},
                 )
-        self._params, self._opt_state = jax.device_put(
-            (state["params"], state["opt_state"]), self._replicated, may_alias=False
-        )
+        self._params, self._opt_state = put_state((state["params"], state["opt_state"]), self._state_sharding)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -431,7 +446,7 @@ class Trainer:
 
     def modules(self) -> tuple[nnx.Module, nnx.Module]:
         """(predictor, action_encoder) NNX modules holding the current parameters (for export)."""
-        host = jax.device_get((self._params, self._rest))
+        host = fetch((self._params, self._rest), self.mesh)  # gathers FSDP shards across processes
         return tuple(  # type: ignore[return-value]
             nnx.merge(self._defs[name], host[0][name], host[1][name]) for name in ("predictor", "action_encoder")
         )
