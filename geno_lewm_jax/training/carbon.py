@@ -380,7 +380,7 @@ def run_carbon_training(
         producer = BatchProducer(train_stream, lambda tb: encode(tb.tuples, tb.k_bucket), depth=max(1, config.data.prefetch_batches))
         first_step_seconds = None
         window_start, window_tuples = time.monotonic(), 0
-        train_tuples, train_time = 0, 0.0
+        first_step_end, last_step_end, steady_tuples = 0.0, 0.0, 0  # throughput: whole iterations after the first
         last_loss: float | None = None
         cursor = train_stream.cursor()
         while step < total and stop.signal_name is None:
@@ -390,10 +390,11 @@ def run_carbon_training(
             step += 1
             dt = time.monotonic() - t0
             if first_step_seconds is None:
-                first_step_seconds = time.monotonic() - started
+                first_step_end = time.monotonic()
+                first_step_seconds = first_step_end - started
             else:
-                train_tuples += produced.n_tuples
-                train_time += dt
+                steady_tuples += produced.n_tuples
+            last_step_end = time.monotonic()
             cursor = produced.cursor
             sample_count += produced.n_tuples * jax.process_count()
             window_tuples += produced.n_tuples * jax.process_count()
@@ -443,7 +444,8 @@ def run_carbon_training(
 
         # --- summaries ------------------------------------------------------------------------
         wall = time.monotonic() - started
-        tps = train_tuples * jax.process_count() / train_time if train_time > 0 else None
+        steady_time = last_step_end - first_step_end
+        tps = steady_tuples * jax.process_count() / steady_time if steady_tuples and steady_time > 0 else None
         status = "completed" if step >= total else ("signalled" if stop.signal_name else "interrupted")
         metrics = {
             "schema_version": "1.0.0",

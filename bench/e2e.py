@@ -1,0 +1,107 @@
+"""End to end: our main job against geno-lewm 0.2.1's ``run_carbon_training``, same inputs, same run.
+
+Both train the same number of steps at the same batch size on the same
+stand-in Carbon and synthetic snapshot, with the reference's predictor shape
+(d_hidden = ffn = 768, 6 cross + 2 self blocks). Prints one JSON line per side
+and one with the ratios:
+
+* tuples/s: tuples trained per second over whole loop iterations after the first
+  (Carbon encoding included on both sides);
+* time to first step: from the training call to the end of the first
+  optimizer step (our XLA compile included; the persistent compile cache is off).
+
+    python bench/e2e.py [--steps 60] [--batch_size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_ours(model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int, batch: int, stream: str) -> dict:
+    from geno_lewm_jax.flags import config_from_argv
+    from geno_lewm_jax.training.carbon import run_carbon_training
+
+    config = config_from_argv([
+        "bench", "--flagfile=configs/tiny.flags", "--d_hidden=768", "--ffn_dim=768", f"--max_steps={steps}",
+        f"--batch_size={batch}", "--warmup_steps=2", f"--log_every_steps={steps}", f"--checkpoint_every_steps={steps}",
+        f"--collapse_log_every_steps={steps}", f"--model_dir={model_dir}", f"--dataset_dir={dataset_dir}",
+        f"--run_dir={run_dir}", "--compilation_cache_dir=", f"--stream={stream}", "--nobootstrap_missing",
+    ])
+    report = run_carbon_training(config)
+    return {"side": "geno_lewm_jax", "stream": stream, "steps": steps, "batch_size": batch,
+            "tuples_per_s": report.tuples_per_second, "first_step_s": report.first_step_seconds,
+            "wall_s": report.wall_seconds}
+
+
+def run_reference(model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int, batch: int) -> dict:
+    from geno_lewm.config.loader import load_config
+    from geno_lewm.training import real
+    from geno_lewm.training.trainer import TorchTrainer
+
+    config = load_config({
+        "seed": 0,
+        "encoder": {"dtype": "fp32", "state_layer": 2, "pool_radius": 8},
+        "predictor": {"d_state": 64},
+        "training": {"max_steps": steps, "collapse_log_every_steps": steps},
+        "optimizer": {"warmup_steps": 2},
+        "data": {"batch_size": batch},
+        "runtime": {"device": "cpu"},
+    })
+    ends: list[float] = []
+    original = TorchTrainer.train_step
+
+    def timed(self, *args, **kwargs):  # records when each step ends; behaviour unchanged
+        out = original(self, *args, **kwargs)
+        ends.append(time.monotonic())
+        return out
+
+    TorchTrainer.train_step = timed
+    try:
+        started = time.monotonic()
+        real.run_carbon_training(config=config, dataset_dir=dataset_dir, carbon_model_dir=model_dir, run_dir=run_dir,
+                                 steps=steps, command="bench", commit_sha="0000000", package_version="0.2.1")
+        wall = time.monotonic() - started
+    finally:
+        TorchTrainer.train_step = original
+    tps = (len(ends) - 1) * batch / (ends[-1] - ends[0]) if len(ends) > 1 else None
+    return {"side": "geno-lewm 0.2.1", "steps": steps, "batch_size": batch, "tuples_per_s": tps,
+            "first_step_s": ends[0] - started, "wall_s": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--stream", default="kstep", choices=["kstep", "legacy"])
+    args = parser.parse_args()
+
+    from bridge import write_standin
+
+    from geno_lewm_jax.data import make_synthetic_snapshot
+
+    root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    write_standin(root / "carbon", seed=0)
+    make_synthetic_snapshot(root / "snapshot", seed=0)
+    import torch
+
+    threads = torch.get_num_threads()
+    ours = run_ours(root / "carbon", root / "snapshot", root / "ours", args.steps, args.batch_size, args.stream)
+    print(json.dumps(ours), flush=True)
+    torch.set_num_threads(threads)  # our job gives Carbon half the cores; the reference gets torch's default
+    ref = run_reference(root / "carbon", root / "snapshot", root / "ref", args.steps, args.batch_size)
+    print(json.dumps(ref), flush=True)
+    print(json.dumps({
+        "ratio_tuples_per_s": ours["tuples_per_s"] / ref["tuples_per_s"],
+        "ours_first_step_s": ours["first_step_s"],
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Two local processes over loopback (jax.distributed, gloo CPU collectives, 2 devices each).
+
+The same 20-step job runs as 2 processes x 2 devices and as 1 process x 4
+devices; the parameters must agree. Killing both processes and starting them
+again must end bitwise equal to the uninterrupted two-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from job_support import REPO, job_args, main_command
+
+pytestmark = pytest.mark.slow
+
+STEPS = 20
+TIMEOUT = 420
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def device_env(n_devices: int) -> dict[str, str]:
+    """The environment of a job process that sees ``n_devices`` forced CPU devices."""
+    return {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run_args(job_inputs: dict[str, Path], run_dir: Path) -> list[str]:
+    return job_args(job_inputs, run_dir, f"--max_steps={STEPS}", "--checkpoint_every_steps=3")
+
+
+class ProcessGroup:
+    """The processes of one multi-process job; whatever is still running at exit is killed."""
+
+    def __init__(self, args: list[str], n_processes: int = 2, devices_each: int = 2) -> None:
+        address = f"127.0.0.1:{free_port()}"
+        self.procs = [
+            subprocess.Popen(
+                main_command(
+                    [*args, f"--coordinator_address={address}", f"--num_processes={n_processes}", f"--process_id={pid}"]
+                ),
+                cwd=REPO,
+                env=device_env(devices_each),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for pid in range(n_processes)
+        ]
+
+    def __enter__(self) -> "ProcessGroup":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            try:
+                proc.communicate(timeout=60)
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+
+    def finish(self, timeout: float = TIMEOUT) -> list[tuple[int, str, str]]:
+        deadline = time.monotonic() + timeout
+        results = []
+        for proc in self.procs:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((proc.returncode, out, err))
+        return results
+
+    def any_exited(self) -> str | None:
+        for pid, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                return f"process {pid} exited with {proc.returncode}: {proc.stderr.read()[-2000:]}"
+        return None
+
+
+def run_group(args: list[str]) -> None:
+    with ProcessGroup(args) as group:
+        results = group.finish()
+    for pid, (code, _, err) in enumerate(results):
+        assert code == 0, f"process {pid} failed:\n{err[-3000:]}"
+
+
+def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
+    """The newest checkpoint's step and its leaves, restored on one device of this test process."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    mngr = ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta"))
+    try:
+        step = mngr.latest_step()
+        meta = mngr.item_metadata(step)["state"]
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    finally:
+        mngr.close()
+    return step, [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
+
+
+def events(run_dir: Path) -> list[dict]:
+    out = []
+    for line in (run_dir / "train.log").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line being written
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_process_run(job_inputs, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("two-process") / "run"
+    run_group(run_args(job_inputs, run_dir))
+    return run_dir
+
+
+def test_two_processes_train_the_same_params_as_one_process_with_four_devices(two_process_run, job_inputs, tmp_path):
+    single_dir = tmp_path / "single"
+    proc = subprocess.run(
+        main_command(run_args(job_inputs, single_dir)),
+        cwd=REPO,
+        env=device_env(4),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    step, multi = final_state(two_process_run)
+    single_step, single = final_state(single_dir)
+    assert step == single_step == STEPS
+    assert len(multi) == len(single)
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(multi, single))
+    assert worst <= 1e-6, f"params differ by {worst}"
+
+    # One writer: process 0 logged every step exactly once and recorded the 4 global devices.
+    log = events(two_process_run)
+    start = next(e for e in log if e["event"] == "train.start")
+    assert start["devices"] == 4 and start["processes"] == 2
+    steps = [e["step"] for e in log if e["event"] == "train.progress"]
+    assert steps == list(range(1, STEPS + 1))
+    metrics = json.loads((two_process_run / "metrics.json").read_text())
+    single_metrics = json.loads((single_dir / "metrics.json").read_text())
+    assert metrics["sample_count"] == single_metrics["sample_count"] == STEPS * 8
+    assert (two_process_run / "training_curves.png").is_file()
+
+
+def test_killing_both_processes_and_resuming_is_bitwise_exact(two_process_run, job_inputs, tmp_path):
+    run_dir = tmp_path / "killed"
+    args = run_args(job_inputs, run_dir)
+    kill_at = 8  # past the checkpoint at step 6, before the one at 9
+    with ProcessGroup(args) as group:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            done = [e["step"] for e in events(run_dir) if e["event"] == "train.progress"] if (run_dir / "train.log").exists() else []
+            if max(done, default=0) >= kill_at:
+                break
+            failed = group.any_exited()
+            assert failed is None, failed
+            assert time.monotonic() < deadline, f"step {kill_at} not reached"
+            time.sleep(0.05)
+        for proc in group.procs:
+            proc.send_signal(signal.SIGKILL)
+    run_group(args)
+    step, leaves = final_state(run_dir)
+    ref_step, ref_leaves = final_state(two_process_run)
+    assert step == ref_step == STEPS
+    for a, b in zip(leaves, ref_leaves):
+        assert a.dtype == b.dtype and np.array_equal(a, b), "the resumed two-process run differs from the uninterrupted one"
+    resumes = [e for e in events(run_dir) if e["event"] == "train.resume"]
+    assert resumes and 6 <= resumes[-1]["resumed_from_step"] < STEPS
