@@ -37,9 +37,15 @@ def main_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "geno_lewm_jax.main", *args]
 
 
+def job_env() -> dict[str, str]:
+    """A job process's environment: one CPU device (the test session forces 8), unbuffered output."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def run_main(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(main_command(args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(main_command(args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=job_env())
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from job_support import REPO, job_args, run_main
+from job_support import REPO, job_args, job_env, run_main
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ def test_tiny_flagfile_bootstraps_and_trains_200_steps(tmp_path):
             f"--model_dir={cache / 'standin-carbon'}", f"--dataset_dir={cache / 'synthetic-snapshot'}",
             f"--run_dir={tmp_path / 'run'}",
         ],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=job_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "run"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from job_support import REPO, job_args, main_command, run_main
+from job_support import REPO, job_args, job_env, main_command, run_main
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +46,7 @@ def progress_steps(run_dir: Path) -> list[int]:
 
 
 def start(args: list[str]) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(main_command(args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(main_command(args), cwd=REPO, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_step(proc: subprocess.Popen[str], run_dir: Path, step: int, timeout: float = 240) -> None:
