@@ -144,16 +144,21 @@ class CheckpointStore:
         return None
 
     def _quarantine(self, step: int) -> None:
-        """Move a broken step directory out of Orbax's view, keeping its bytes."""
+        """Move a broken step directory out of Orbax's view, keeping its bytes (process 0 moves it)."""
+        import jax
+
         source = self.directory / str(step)
-        if not source.exists():
-            return
-        target_root = self.directory.parent / CORRUPT_DIR_NAME
-        target_root.mkdir(parents=True, exist_ok=True)
-        target = target_root / f"step-{step}"
-        n = 1
-        while target.exists():
-            target = target_root / f"step-{step}.{n}"
-            n += 1
-        shutil.move(str(source), str(target))
+        if jax.process_index() == 0 and source.exists():
+            target_root = self.directory.parent / CORRUPT_DIR_NAME
+            target_root.mkdir(parents=True, exist_ok=True)
+            target = target_root / f"step-{step}"
+            n = 1
+            while target.exists():
+                target = target_root / f"step-{step}.{n}"
+                n += 1
+            shutil.move(str(source), str(target))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"checkpoint-quarantine-{step}")
         self._manager.reload()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 
 # A small predictor so each subprocess run stays within seconds on 2 cores.
@@ -55,3 +57,20 @@ def tree_digest(root: Path) -> dict[str, str]:
         if p.is_file():
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
+    """The newest checkpoint's step and its leaves, restored on one device of this test process."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    mngr = ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta"))
+    try:
+        step = mngr.latest_step()
+        meta = mngr.item_metadata(step)["state"]
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    finally:
+        mngr.close()
+    return step, [np.asarray(x) for x in jax.tree.leaves(restored["state"])]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from job_support import REPO, job_args, main_command
+from job_support import REPO, final_state, job_args, main_command
 
 pytestmark = pytest.mark.slow
 
@@ -101,23 +101,6 @@ def run_group(args: list[str]) -> None:
         results = group.finish()
     for pid, (code, _, err) in enumerate(results):
         assert code == 0, f"process {pid} failed:\n{err[-3000:]}"
-
-
-def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
-    """The newest checkpoint's step and its leaves, restored on one device of this test process."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    mngr = ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta"))
-    try:
-        step = mngr.latest_step()
-        meta = mngr.item_metadata(step)["state"]
-        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-    finally:
-        mngr.close()
-    return step, [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
 
 
 def events(run_dir: Path) -> list[dict]:

@@ -10,24 +10,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from job_support import REPO, job_args, job_env, main_command, run_main
+from job_support import REPO, final_state, job_args, job_env, main_command, run_main
 
 pytestmark = pytest.mark.slow
-
-
-def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
-    """The newest checkpoint's step and its array leaves, read without a target."""
-    mngr = ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta"))
-    step = mngr.latest_step()
-    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    mngr.close()
-    import jax
-
-    leaves = [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
-    return step, leaves
 
 
 def progress_steps(run_dir: Path) -> list[int]:
