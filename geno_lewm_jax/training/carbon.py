@@ -380,7 +380,10 @@ def run_carbon_training(
         producer = BatchProducer(train_stream, lambda tb: encode(tb.tuples, tb.k_bucket), depth=max(1, config.data.prefetch_batches))
         first_step_seconds = None
         window_start, window_tuples = time.monotonic(), 0
-        first_step_end, last_step_end, steady_tuples = 0.0, 0.0, 0  # throughput: whole iterations after the first
+        # Steady-state throughput: whole loop iterations (Carbon wait included), except those whose
+        # step compiled a new K bucket.
+        steady_tuples, steady_time, compiled_buckets = 0, 0.0, set()
+        iteration_start = time.monotonic()
         last_loss: float | None = None
         cursor = train_stream.cursor()
         while step < total and stop.signal_name is None:
@@ -389,12 +392,15 @@ def run_carbon_training(
             result = trainer.train_step(produced.batch, step + 1)  # NaNLossError propagates
             step += 1
             dt = time.monotonic() - t0
+            now = time.monotonic()
             if first_step_seconds is None:
-                first_step_end = time.monotonic()
-                first_step_seconds = first_step_end - started
-            else:
+                first_step_seconds = now - started
+            bucket = int(produced.batch.action_mask.shape[1])
+            if bucket in compiled_buckets:
                 steady_tuples += produced.n_tuples
-            last_step_end = time.monotonic()
+                steady_time += now - iteration_start
+            compiled_buckets.add(bucket)
+            iteration_start = now
             cursor = produced.cursor
             sample_count += produced.n_tuples * jax.process_count()
             window_tuples += produced.n_tuples * jax.process_count()
@@ -444,7 +450,6 @@ def run_carbon_training(
 
         # --- summaries ------------------------------------------------------------------------
         wall = time.monotonic() - started
-        steady_time = last_step_end - first_step_end
         tps = steady_tuples * jax.process_count() / steady_time if steady_tuples and steady_time > 0 else None
         status = "completed" if step >= total else ("signalled" if stop.signal_name else "interrupted")
         metrics = {
