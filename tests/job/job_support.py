@@ -60,17 +60,22 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
-    """The newest checkpoint's step and its leaves, restored on one device of this test process."""
-    import jax
-    import orbax.checkpoint as ocp
+    """The newest checkpoint's step and its trained parameters, restored onto this test process's devices.
 
-    mngr = ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta"))
+    Goes through the project's own restore path (a target built from a fresh Trainer), so a
+    checkpoint written by several processes reads back on one.
+    """
+    import jax
+    from flax import nnx
+
+    from geno_lewm_jax.checkpointing import CheckpointStore
+    from geno_lewm_jax.export import load_run_modules
+
+    store = CheckpointStore(run_dir / "checkpoints", async_save=False)
     try:
-        step = mngr.latest_step()
-        meta = mngr.item_metadata(step)["state"]
-        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        step = store.latest_step()
     finally:
-        mngr.close()
-    return step, [np.asarray(x) for x in jax.tree.leaves(restored["state"])]
+        store.close()
+    _, predictor, action_encoder = load_run_modules(run_dir)
+    params = (nnx.state(predictor, nnx.Param), nnx.state(action_encoder, nnx.Param))
+    return step, [np.asarray(x) for x in jax.tree.leaves(params)]
