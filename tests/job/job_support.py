@@ -59,8 +59,8 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
-    """The newest checkpoint's step and its trained parameters, restored onto this test process's devices.
+def final_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray]]:
+    """The newest checkpoint's step and its trained parameters by path, restored onto this process's devices.
 
     Goes through the project's own restore path (a target built from a fresh Trainer), so a
     checkpoint written by several processes reads back on one.
@@ -77,5 +77,5 @@ def final_state(run_dir: Path) -> tuple[int, list[np.ndarray]]:
     finally:
         store.close()
     _, predictor, action_encoder = load_run_modules(run_dir)
-    params = (nnx.state(predictor, nnx.Param), nnx.state(action_encoder, nnx.Param))
-    return step, [np.asarray(x) for x in jax.tree.leaves(params)]
+    params = {"predictor": nnx.state(predictor, nnx.Param), "action_encoder": nnx.state(action_encoder, nnx.Param)}
+    return step, {jax.tree_util.keystr(path): np.asarray(x) for path, x in jax.tree_util.tree_leaves_with_path(params)}

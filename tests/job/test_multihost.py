@@ -134,8 +134,12 @@ def test_two_processes_train_the_same_params_as_one_process_with_four_devices(tw
     step, multi = final_state(two_process_run)
     single_step, single = final_state(single_dir)
     assert step == single_step == STEPS
-    assert len(multi) == len(single)
-    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(multi, single))
+    assert multi.keys() == single.keys()
+    # Attention key biases are skipped: their gradient is zero in exact arithmetic (softmax is
+    # shift-invariant per query), so they hold only reduction-order rounding that Adam rescales.
+    compared = {k: v for k, v in multi.items() if not ("['key']" in k and "bias" in k)}
+    assert len(compared) > 60
+    worst = max(float(np.max(np.abs(v - single[k]))) for k, v in compared.items())
     assert worst <= 1e-6, f"params differ by {worst}"
 
     # One writer: process 0 logged every step exactly once and recorded the 4 global devices.
@@ -170,7 +174,8 @@ def test_killing_both_processes_and_resuming_is_bitwise_exact(two_process_run, j
     step, leaves = final_state(run_dir)
     ref_step, ref_leaves = final_state(two_process_run)
     assert step == ref_step == STEPS
-    for a, b in zip(leaves, ref_leaves):
-        assert a.dtype == b.dtype and np.array_equal(a, b), "the resumed two-process run differs from the uninterrupted one"
+    assert leaves.keys() == ref_leaves.keys()
+    for name, ref in ref_leaves.items():
+        assert leaves[name].dtype == ref.dtype and np.array_equal(leaves[name], ref), f"{name}: resumed run differs"
     resumes = [e for e in events(run_dir) if e["event"] == "train.resume"]
     assert resumes and 6 <= resumes[-1]["resumed_from_step"] < STEPS
