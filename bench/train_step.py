@@ -1,6 +1,6 @@
 """Training-step speed against geno-lewm 0.2.1's ``TorchTrainer.train_step``, same run, same weights.
 
-    /work/venv/bin/python bench/train_step.py [--repeats 15] [--steps 1,4] [--batch 64]
+    /work/venv/bin/python bench/train_step.py [--repeats 15] [--steps 1,4] [--batch 64] [--threads N]
 
 Release config (d_state 1024, A=64, 6 cross + 2 self blocks, phase2 objective),
 batch 64, K=1 and K=4. Both trainers start from the same weights (copied
@@ -8,17 +8,23 @@ through geno_lewm_jax.interop) and see the same fixed batch; one timed call is
 one full optimizer step including everything the caller waits for: ours
 places the host batch on the device, runs the jitted step and fetches its
 scalars; the reference runs its action encoder, forward, float64 KL, backward,
-clip and AdamW. The two sides' calls are interleaved after warm-up (which
-includes our compile). Each case prints one JSON line with both medians (ms),
+clip and AdamW. After warm-up (which includes our compile) the two sides are
+timed in alternating blocks of steps. Each case prints one JSON line with both medians (ms),
 ``ratio`` = ours / reference (goal <= 0.5), our step's FLOPs (XLA cost
 analysis), the achieved GFLOP/s and its fraction of this machine's measured
-float32 matmul rate (a 2048^3 jnp.dot, measured once at start).
+float32 matmul rate (a 2048^3 jnp.dot, measured once at start). The script
+runs OpenBLAS (used by jaxlib's LAPACK kernels) on one thread unless
+OPENBLAS_NUM_THREADS says otherwise; see the comment below. ``--threads N``
+pins the whole process to N cores and gives torch N threads, so both sides
+compute on the same N cores (on a shared machine, 1 is the steadiest figure:
+torch's spinning OpenMP threads make its 2-thread timings erratic).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -28,6 +34,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# jaxlib's LAPACK kernels (the KL's SVD) run on scipy's OpenBLAS, whose spinning worker threads
+# stall when they compete with XLA's own threads on a small shared CPU; one OpenBLAS thread avoids
+# that. torch uses MKL and is not affected. Set before numpy/scipy load; an explicit value wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -46,16 +56,24 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def interleaved_medians(ours, reference, repeats: int, warmup: int = 2) -> tuple[float, float]:
-    for _ in range(warmup):
-        ours()
-        reference()
+def block_medians(ours, reference, repeats: int, rounds: int = 3) -> tuple[float, float]:
+    """Median ms per call of each side, timed in alternating blocks of calls after warm-up.
+
+    Blocks, not call-by-call interleaving: torch's OpenMP workers and XLA's
+    threads both keep spinning for a while after their own work, so alternating
+    single calls makes each side pay for the other on a 2-core machine.
+    """
+    ours()
+    reference()
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, sink in ((ours, times[0]), (reference, times[1])):
-            start = time.perf_counter()
-            fn()
-            sink.append(time.perf_counter() - start)
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for fn, sink in ((reference, times[1]), (ours, times[0])):
+            fn()  # settle this side's thread pool
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                sink.append(time.perf_counter() - start)
     return 1000 * statistics.median(times[0]), 1000 * statistics.median(times[1])
 
 
@@ -132,7 +150,7 @@ def run_case(steps: int, batch: int, repeats: int, matmul_rate: float) -> dict:
         counters["ref"] += 1
         ref_trainer.train_step(ref_batch, step=counters["ref"])
 
-    ours_ms, ref_ms = interleaved_medians(ours_step, ref_step, repeats)
+    ours_ms, ref_ms = block_medians(ours_step, ref_step, repeats)
     prepared = trainer.prepare(ours_batch)
     compiled = trainer._train.lower((trainer.params, trainer.opt_state), trainer._rest, prepared, np.float32(1e-4)).compile()
     cost = compiled.cost_analysis()
@@ -152,6 +170,7 @@ def run_case(steps: int, batch: int, repeats: int, matmul_rate: float) -> dict:
         "matmul_gflops": round(matmul_rate, 1),
         "fraction_of_matmul_rate": round(achieved / matmul_rate, 3),
         "torch_threads": torch.get_num_threads(),
+        "cores": len(os.sched_getaffinity(0)),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
 
@@ -161,7 +180,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", default="1,4", help="comma-separated K values")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="cores for the whole process (0: all)")
     args = parser.parse_args()
+    if args.threads:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
+        import torch
+
+        torch.set_num_threads(args.threads)
     rate = matmul_gflops()
     for k in (int(s) for s in args.steps.split(",")):
         print(json.dumps(run_case(k, args.batch, args.repeats, rate)), flush=True)

@@ -173,7 +173,7 @@ def lejepa_kl_regularizer(
         raise InputError(f"states must be floating point, got {states.dtype}", details={"field": "states"})
     dim = states.shape[-1]
     if dim <= 0:
-        raise InputError("states must have a non-empty feature dimension", details={"field": "states"})
+        raise InputError("states have zero features (D = 0); the KL needs D >= 1", details={"field": "states"})
     _check_positive("eps", eps)
     x = states.reshape(-1, dim).astype(jnp.float32)
     rows = x.shape[0]
@@ -217,11 +217,11 @@ def predictor_loss(
     _check_phase(phase)
     _check_non_negative("gamma", gamma)
     _check_kl_source(kl_source)
-    pred = prediction_loss(prediction, target, alpha=alpha, beta=beta, mask=mask)
-    source = target if kl_source == "targets" else prediction
-    kl = lejepa_kl_regularizer(source, eps=eps, row_mask=kl_row_mask)
-    total = pred if phase == "phase1" else pred + gamma * kl
-    return PredictionLossResult(loss=total, pred_loss=pred, kl_reg=kl, phase=phase)
+    fit = prediction_loss(prediction, target, alpha=alpha, beta=beta, mask=mask)
+    regularised = target if kl_source == "targets" else prediction
+    kl = lejepa_kl_regularizer(regularised, eps=eps, row_mask=kl_row_mask)
+    loss = fit + gamma * kl if phase == "phase2" else fit
+    return PredictionLossResult(loss=loss, pred_loss=fit, kl_reg=kl, phase=phase)
 
 
 def objective(
@@ -263,7 +263,7 @@ def _check_pair(prediction: jax.Array, target: jax.Array) -> None:
             details={"field": "prediction", "shape": list(prediction.shape)},
         )
     if prediction.shape[-1] <= 0:
-        raise InputError("prediction and target must have a non-empty feature dimension", details={"field": "prediction"})
+        raise InputError("prediction and target have zero features (D = 0)", details={"field": "prediction"})
     for name, arr in (("prediction", prediction), ("target", target)):
         if not jnp.issubdtype(arr.dtype, jnp.floating):
             raise InputError(f"{name} must be floating point, got {arr.dtype}", details={"field": name})

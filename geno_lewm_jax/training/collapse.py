@@ -216,7 +216,7 @@ def _as_matrix(value: Any, name: str) -> jax.Array | np.ndarray:
     shape = tuple(value.shape)
     if len(shape) != 2:
         if len(shape) == 1 and shape[0] == 0:
-            raise InputError(f"{name} must contain at least one row", details={"field": name})
+            raise InputError(f"{name} is empty: give at least one row", details={"field": name})
         raise InputError(
             f"{name} must be a 2D numeric sequence [N, D], got shape {shape}", details={"field": name, "shape": shape}
         )
@@ -226,9 +226,9 @@ def _as_matrix(value: Any, name: str) -> jax.Array | np.ndarray:
     if kind not in "fiu":
         raise InputError(f"{name} values must be numeric, got {value.dtype}", details={"field": name})
     if shape[0] == 0:
-        raise InputError(f"{name} must contain at least one row", details={"field": name})
+        raise InputError(f"{name} is empty: give at least one row", details={"field": name})
     if shape[1] == 0:
-        raise InputError(f"{name} rows must contain at least one value", details={"field": name})
+        raise InputError(f"{name} rows are empty: give at least one value per row", details={"field": name})
     if isinstance(value, jax.Array):
         return value.astype(jnp.float32)
     return value.astype(np.float32, copy=False)

@@ -85,8 +85,8 @@ def _advance(state: _Scalar, step: int) -> _Scalar:
     x = _unit(state.seed, "x", step) * 2.0 - 1.0
     error = state.weight * x - state.target * x
     lr = 0.2 / math.sqrt(step + 3.0)
-    weight = state.weight - (2.0 * error * x * lr)
-    return _Scalar(step=step, seed=state.seed, weight=weight, target=state.target, loss=error * error)
+    moved = state.weight - 2.0 * error * x * lr
+    return _Scalar(step=step, seed=state.seed, weight=moved, target=state.target, loss=error * error)
 
 
 def _read_checkpoint(path: Path, *, seed: int) -> _Scalar:
@@ -112,14 +112,14 @@ def _read_checkpoint(path: Path, *, seed: int) -> _Scalar:
     def integer(key: str) -> int:
         value = payload.get(key)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"fixture checkpoint {key} must be an integer", details={"path": str(path), "field": key})
+            raise InputError(f"{path}: {key} is not an integer", details={"path": str(path), "field": key})
         return value
 
     def number(key: str) -> float:
         value = payload.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputError(
-                f"fixture checkpoint {key} must be a finite number", details={"path": str(path), "field": key}
+                f"{path}: {key} is not a finite number", details={"path": str(path), "field": key}
             )
         return float(value)
 

@@ -114,7 +114,7 @@ def build_adamw_optimizer(config: Any, params: Any) -> optax.GradientTransformat
             remediation="Set optimizer.name to adamw.",
         )
     if not jax.tree.leaves(params):
-        raise InputError("no trainable predictor/action-encoder parameters found", details={"field": "params"})
+        raise InputError("params holds no arrays: nothing to optimise", details={"field": "params"})
     decay_mask = weight_decay_mask(params)
     b1, b2, wd = float(opt.beta1), float(opt.beta2), float(opt.weight_decay)
 

@@ -23,8 +23,8 @@ import optax
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.training._checks import non_negative_int, positive_float, positive_int
 
-ScheduleName = Literal["wsd", "constant", "cosine"]
-SCHEDULES: tuple[str, ...] = ("wsd", "constant", "cosine")
+ScheduleName = Literal["wsd", "cosine", "constant"]
+SCHEDULES: tuple[str, ...] = ("wsd", "cosine", "constant")
 
 STABLE_FRACTION = 0.80
 DECAY_END_FRACTION = 0.98
@@ -64,9 +64,9 @@ def wsd_lr_multiplier(step: int, *, total_steps: int, warmup_steps: int, schedul
     if schedule == "cosine":
         if total_steps == 1:
             return 1.0
-        progress = (step - 1) / (total_steps - 1)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    if warmup_steps > 0 and step <= warmup_steps:
+        fraction = (step - 1) / (total_steps - 1)
+        return 0.5 * (1.0 + math.cos(math.pi * fraction))
+    if 0 < warmup_steps and warmup_steps >= step:
         return step / warmup_steps
     if total_steps <= warmup_steps:
         return 1.0

@@ -307,12 +307,24 @@ class Trainer:
         self.trace_count += 1  # runs once per compilation, never per call
         params, opt_state = state
         (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
-        updates, new_opt = self.optimizer.update(grads, with_learning_rate(opt_state, lr), params)
-        new_params = optax.apply_updates(params, updates)
-        grad_norm = optimizer_grad_norm(new_opt)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        new_state = jax.tree.map(keep, (new_params, new_opt), (params, opt_state))
+        raw_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(raw_norm)
+
+        def apply(operands: Any) -> tuple[Any, Any, jax.Array]:
+            p, s, g = operands
+            updates, s = self.optimizer.update(g, s, p)
+            return optax.apply_updates(p, updates), s, optimizer_grad_norm(s)
+
+        def skip(operands: Any) -> tuple[Any, Any, jax.Array]:
+            p, s, _ = operands
+            return p, s, raw_norm
+
+        # A branch, not a select over the whole state: the update stays in place in the donated
+        # buffers, where an elementwise where(finite, new, old) costs a copy of every leaf.
+        new_params, new_opt, grad_norm = jax.lax.cond(
+            finite, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
+        )
+        new_state = (new_params, new_opt)
         mask = batch.action_mask
         scalars = jnp.stack(
             [

@@ -226,19 +226,38 @@ def test_trained_models_predict_the_same(parity):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def run_default_init(n_devices: int, k: int = 3):
+    config = load_config(overrides=OVERRIDES)
+    trainer = Trainer(
+        build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, STEPS,
+        mesh=data_mesh(jax.devices()[:n_devices]),
+    )
+    return trainer, [trainer.train_step(ours_batch(*batch), step) for step, batch in enumerate(stream(k), 1)]
+
+
 @pytest.mark.slow
-def test_eight_devices_match_one_device(parity):
-    k, one, one_results, _, _, _ = parity
-    if k != 3:
-        pytest.skip("run once, on the ragged K=3 stream (bucket padding included)")
-    eight, eight_results = run_ours(k, 8)
+def test_eight_devices_match_one_device():
+    """The same 20 ragged K=3 steps (default init) with the batch split over 8 devices vs on one.
+
+    Only the reduction order differs. Attention key biases are left out of the
+    parameter check: their gradient is zero in exact arithmetic, so they hold
+    nothing but rounding noise (about 1e-6 here) that Adam rescales.
+    """
+    one, one_results = run_default_init(1)
+    eight, eight_results = run_default_init(8)
     assert eight.mesh.devices.size == 8
-    batch_leaf = eight.prepare(ours_batch(*stream(k)[0])).state
-    assert len(batch_leaf.sharding.device_set) == 8 and batch_leaf.addressable_shards[0].data.shape[0] == B // 8
+    placed = eight.prepare(ours_batch(*stream(3)[0])).state
+    assert len(placed.sharding.device_set) == 8 and placed.addressable_shards[0].data.shape[0] == B // 8
     for a, b in zip(eight_results, one_results):
-        assert a.loss == pytest.approx(b.loss, rel=1e-6) and a.pred_loss == pytest.approx(b.pred_loss, abs=1e-6)
-    for a, b in zip(jax.tree.leaves(jax.device_get(eight.params)), jax.tree.leaves(jax.device_get(one.params))):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        assert abs(a.loss - b.loss) <= 1e-6 * abs(b.loss) and abs(a.pred_loss - b.pred_loss) <= 1e-6
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(eight.params))[0]
+    checked = 0
+    for (path, a), b in zip(leaves, jax.tree.leaves(jax.device_get(one.params))):
+        if jax.tree_util.keystr(path).endswith("['key']['bias']"):
+            continue
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+        checked += 1
+    assert checked > 60
 
 
 # --- one compiled step per K bucket, donation, NaN policy, eval and state --------------------------------
@@ -251,7 +270,7 @@ TINY = {
     "predictor.n_self_layers": 0,
     "action.d_action": 8,
     "action.max_len": 8,
-    "training.k_buckets": [1, 2, 4, 8],
+    "training.k_buckets": [2, 4, 8],
     "training.max_steps": 50,
     "training.collapse_log_every_steps": 5,
     "optimizer.warmup_steps": 2,
@@ -274,12 +293,13 @@ def tiny():
     return Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, 50)
 
 
+@pytest.mark.slow
 def test_ragged_batches_compile_once_per_bucket(tiny):
     before = tiny.trace_count
     for step, k in enumerate([1, 2, 3, 4, 3, 1, 2, 4], 1):
         result = tiny.train_step(tiny_batch(k, seed=step), step)
         assert not result.skipped and result.action_count > 0
-    assert tiny.trace_count - before == 3  # buckets 1, 2 and 4; K=3 pads to 4
+    assert tiny.trace_count - before == 2  # buckets 2 and 4: K=1 pads to 2, K=3 to 4
     assert float(optimizer_lr(tiny.opt_state)) == pytest.approx(3e-4 * 1.0, rel=1e-6)
 
 
