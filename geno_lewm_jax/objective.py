@@ -16,7 +16,8 @@ Semantics follow geno-lewm 0.2.1 (``predictor/losses.py``):
   ``phase2``: loss = prediction loss + gamma * KL.
 
 The reference computes the KL in float64 through an eigendecomposition of the
-D x D covariance. Here it stays float32 and never forms a D x D matrix: with
+D x D covariance. Here it stays float32 and, with fewer rows than
+dimensions, never forms a D x D matrix: with
 ``xs`` the centred rows scaled by 1/sqrt(M), the covariance is ``xs^T xs``,
 whose non-zero eigenvalues are those of the M x M Gram matrix ``xs xs^T``
 (the Gram identity) and whose other D - M eigenvalues are exactly zero, each

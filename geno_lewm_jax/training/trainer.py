@@ -22,11 +22,13 @@ batch's longest row, padding slots within it included; bucket padding beyond
 it is excluded, so padding never changes the numbers.
 
 Non-finite policy (``training.nan_policy``): inside the step, an update whose
-loss or gradient norm is not finite is never applied (parameters and
-optimizer state stay as they were). With ``"skip"`` the result reports
-``skipped=True`` and training goes on; with ``"raise"`` ``train_step`` raises
+loss or gradient norm is not finite is never applied (parameters, moments
+and counts stay as they were; only the injected learning rate is the new
+step's). With ``"skip"`` the result reports ``skipped=True`` and training goes
+on; with ``"raise"`` ``train_step`` raises
 :class:`~geno_lewm_jax.errors.NaNLossError` naming the step, and the trainer
-still holds the parameters from before that step.
+still holds the parameters from before that step. ``trainer.nan_policy`` is
+read on the host after each step, so it can be changed between steps.
 """
 
 from __future__ import annotations
