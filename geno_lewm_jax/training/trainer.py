@@ -61,7 +61,13 @@ from geno_lewm_jax.sharding import (
 )
 from geno_lewm_jax.training._checks import non_negative_int, positive_int
 from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink
-from geno_lewm_jax.training.optimizer import build_adamw_optimizer, optimizer_grad_norm, with_learning_rate
+from geno_lewm_jax.training.optimizer import (
+    ClipState,
+    build_adamw_optimizer,
+    optimizer_grad_norm,
+    optimizer_lr,
+    with_learning_rate,
+)
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
 
 _RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite")
@@ -225,6 +231,10 @@ def _check_batch(batch: Any, d_state: int) -> tuple[int, int]:
     return b, k
 
 
+def _is_clip(node: Any) -> bool:
+    return isinstance(node, ClipState)
+
+
 def _kl_rows(mask: jax.Array) -> jax.Array:
     """Rows the reference's KL flattens: all B x A slots, A = the longest row (bucket padding excluded)."""
     longest = jnp.max(jnp.sum(mask, axis=1))
@@ -276,6 +286,8 @@ class Trainer:
         self._replicated = replicated(self.mesh)
         self._batch_sharding = batch_sharding(self.mesh)
         opt_state = self.optimizer.init(params)
+        optimizer_lr(opt_state)  # the step sets the learning rate it injects: InputError if there is none
+        self._clip_norm = any(isinstance(s, ClipState) for s in jax.tree.leaves(opt_state, is_leaf=_is_clip))
         # runtime.param_sharding picks only these shardings; the jitted step is the same for every layout.
         self._state_sharding = state_shardings((params, opt_state), self.mesh, self.param_layout)
         # put_state keeps every leaf in its own buffer: the step donates this state
@@ -315,7 +327,8 @@ class Trainer:
         def apply(operands: Any) -> tuple[Any, Any, jax.Array]:
             p, s, g = operands
             updates, s = self.optimizer.update(g, s, p)
-            return optax.apply_updates(p, updates), s, optimizer_grad_norm(s)
+            # the clip's norm leaves frozen rows out, as torch does; a custom chain reports the raw norm
+            return optax.apply_updates(p, updates), s, optimizer_grad_norm(s) if self._clip_norm else raw_norm
 
         def skip(operands: Any) -> tuple[Any, Any, jax.Array]:
             p, s, _ = operands

@@ -404,3 +404,27 @@ def test_training_core_never_imports_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_custom_optax_chain_needs_an_injected_learning_rate():
+    config = load_config(overrides=TINY)
+    pred, enc = build_predictor(config, seed=1), build_action_encoder(config, seed=2)
+    import optax
+
+    with pytest.raises(InputError, match="learning_rate"):
+        Trainer(pred, enc, optax.adam(1e-3), config, 50)
+
+
+@pytest.mark.slow
+def test_a_custom_optax_chain_trains_with_the_scheduled_learning_rate():
+    import optax
+
+    config = load_config(overrides=TINY)
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0)
+    trainer = Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), sgd, config, 50)
+    before = jax.device_get(trainer.params)
+    result = trainer.train_step(tiny_batch(2, seed=70), 1)
+    assert not result.skipped and result.grad_norm > 0
+    assert float(optimizer_lr(trainer.opt_state)) == pytest.approx(3e-4 * 0.5)  # warmup step 1 of 2
+    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(jax.device_get(trainer.params)), jax.tree.leaves(before))]
+    assert any(moved)
