@@ -25,11 +25,13 @@ PATH_FIELDS = (
 
 def describe(config: cfg.Config) -> str:
     """The resolved config as YAML plus trainable parameter counts."""
+    from flax import nnx
+
     from geno_lewm_jax.model import build_action_encoder, build_predictor, count_params
 
     text = yaml.safe_dump(cfg.to_dict(config), sort_keys=True, default_flow_style=False)
-    p = count_params(build_predictor(config))
-    a = count_params(build_action_encoder(config))
+    p = count_params(nnx.eval_shape(lambda: build_predictor(config)))
+    a = count_params(nnx.eval_shape(lambda: build_action_encoder(config)))
     return f"{text}\ntrainable parameters: predictor {p:,}, action_encoder {a:,}, total {p + a:,}"
 
 

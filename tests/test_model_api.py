@@ -114,6 +114,21 @@ def test_predictor_init_distributions():
             assert param.get_value().dtype == jnp.float32
 
 
+def test_init_values_follow_the_seed_however_the_module_is_built():
+    """Host-sampled initialisers: eager and nnx.jit construction give the same arrays; seeds differ."""
+    def build(seed):
+        return Predictor(**TINY, rngs=nnx.Rngs(seed)), ActionEncoder(d_action=12, rngs=nnx.Rngs(seed))
+
+    def flat(modules):
+        return [np.asarray(x) for x in jax.tree.leaves([nnx.state(m, nnx.Param) for m in modules])]
+
+    eager, again, jitted, other = flat(build(7)), flat(build(7)), flat(nnx.jit(lambda: build(7))()), flat(build(8))
+    assert all(np.array_equal(a, b) for a, b in zip(eager, again))
+    assert all(np.array_equal(a, b) for a, b in zip(eager, jitted))
+    random_leaves = [(a, b) for a, b in zip(eager, other) if np.any(a != a.flat[0])]
+    assert random_leaves and all(not np.array_equal(a, b) for a, b in random_leaves)
+
+
 @pytest.fixture(scope="module")
 def encoder():
     return ActionEncoder(d_action=64, rngs=nnx.Rngs(6))

@@ -29,7 +29,7 @@ from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.model.attention import Attention
 from geno_lewm_jax.model.blocks import gelu, layer_norm
 from geno_lewm_jax.model.featurize import DEFAULT_MAX_WINDOW_BP, NUM_EDIT_TYPES, PAD_ID, SLOTS, EditFeatures
-from geno_lewm_jax.model.initializers import standard_normal, torch_linear, torch_packed_qkv
+from geno_lewm_jax.model.initializers import host_initializer, standard_normal, torch_linear, torch_packed_qkv
 from geno_lewm_jax.model.validation import is_traced
 
 D_POS = 128
@@ -81,7 +81,7 @@ def _copy_of(layer: nnx.Module) -> nnx.Module:
     """A clone with its own buffers: the same starting values (torch clones the layer), no shared
     arrays, so a donated training step never sees one buffer twice."""
     twin = nnx.clone(layer)
-    nnx.update(twin, jax.tree.map(jnp.copy, nnx.state(layer)))
+    nnx.update(twin, jax.device_put(nnx.state(layer), may_alias=False))
     return twin
 
 
@@ -89,8 +89,12 @@ class SeqMicroEncoder(nnx.Module):
     """Four 6-mer ids -> one D_SEQ vector (shared by ref and alt bases)."""
 
     def __init__(self, *, rngs: nnx.Rngs) -> None:
-        def table_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-            return standard_normal(key, shape, dtype).at[PAD_ID].set(0.0)
+        def padded_table(generator: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+            table = generator.standard_normal(shape)
+            table[PAD_ID] = 0.0
+            return table
+
+        table_init = host_initializer(padded_table)
 
         self.token_embedding = nnx.Embed(PAD_ID + 1, TOKEN_DIM, param_dtype=jnp.float32, embedding_init=table_init, rngs=rngs)
         self.token_projection = torch_dense(TOKEN_DIM, D_SEQ, rngs)
@@ -120,7 +124,7 @@ class ActionEncoder(nnx.Module):
         self.projection_in = torch_dense(width, PROJECTION_HIDDEN, rngs)
         self.projection_norm = layer_norm(PROJECTION_HIDDEN, rngs)
         self.projection_out = torch_dense(PROJECTION_HIDDEN, d_action, rngs)
-        self.padding_embedding = nnx.Param(jnp.zeros((d_action,), jnp.float32))
+        self.padding_embedding = nnx.Param(jnp.asarray(np.zeros((d_action,), np.float32)))
 
     def __call__(self, features: EditFeatures) -> jax.Array:
         _check_features(features, self.max_window_bp)

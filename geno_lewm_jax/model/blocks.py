@@ -14,14 +14,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from geno_lewm_jax.model.attention import Attention
-from geno_lewm_jax.model.initializers import truncated_fan_in, zeros
+from geno_lewm_jax.model.initializers import ones, truncated_fan_in, zeros
 
 LN_EPS = 1e-5
 
 
 def layer_norm(width: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
     """torch-equivalent LayerNorm: eps 1e-5, two-pass variance, float32 output."""
-    return nnx.LayerNorm(width, epsilon=LN_EPS, use_fast_variance=False, dtype=jnp.float32, rngs=rngs)
+    return nnx.LayerNorm(
+        width, epsilon=LN_EPS, use_fast_variance=False, dtype=jnp.float32, scale_init=ones, bias_init=zeros, rngs=rngs
+    )
 
 
 def dense(fan_in: int, fan_out: int, *, dtype: jnp.dtype | None, rngs: nnx.Rngs) -> nnx.Linear:

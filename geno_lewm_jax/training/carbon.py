@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,44 @@ def _mean(values: list[float]) -> float | None:
     return sum(finite) / len(finite) if finite else None
 
 
+def _buckets_in_order_of_need(stream: Any, cursor: dict[str, Any] | None, lookahead: int) -> list[int]:
+    """The K buckets the next ``lookahead`` batches use (from ``cursor``), in order of first use.
+
+    Reading tuples is cheap (no Carbon). Compiling the first step's bucket first is
+    what sets the time to the first step; a bucket first needed later compiles then.
+    """
+    saved = stream.cursor()
+    try:
+        if cursor is not None:
+            stream.restore(cursor)
+        seen = [batch.k_bucket for batch in stream.take(max(0, lookahead))]
+    finally:
+        stream.restore(saved)
+    return list(dict.fromkeys(seen))
+
+
+def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: list[int]) -> Future:
+    """Build the modules and the Trainer on worker threads, then queue the step's compile per K bucket.
+
+    Both are mostly XLA compiles (which release the GIL), so they overlap loading
+    Carbon and encoding the first batches instead of preceding them.
+    """
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trainer-build")
+    predictor = pool.submit(build_predictor, config, seed=seeds.predictor)
+    action_encoder = pool.submit(build_action_encoder, config, seed=seeds.predictor + 1)
+
+    def build() -> Trainer:
+        trainer = Trainer(
+            predictor.result(), action_encoder.result(), None, config, total_steps=config.training.max_steps, mesh=mesh
+        )
+        trainer.precompile(config.data.batch_size // jax.process_count(), buckets)
+        return trainer
+
+    future = pool.submit(build)
+    pool.shutdown(wait=False)
+    return future
+
+
 def run_carbon_training(
     config: cfg.Config,
     *,
@@ -194,13 +233,15 @@ def run_carbon_training(
     lock = RunDirLock(run_dir).acquire() if primary else None
     stop = _StopFlag().install()
     producer: BatchProducer | None = None
+    trainer_future: Future | None = None
     store: CheckpointStore | None = None
     log: EventLog | None = None
     try:
         store = CheckpointStore(run_dir / CHECKPOINT_DIR, keep_latest=config.training.keep_checkpoints)
         latest = store.latest_step()
-        if latest is not None:
-            _check_resumable(store.read_meta(latest), config, run_dir)
+        latest_meta = store.read_meta(latest) if latest is not None else None
+        if latest_meta is not None:
+            _check_resumable(latest_meta, config, run_dir)
         elif config.runtime.resume:
             raise InputError(
                 f"--resume was given but {run_dir / CHECKPOINT_DIR} holds no checkpoint",
@@ -212,6 +253,12 @@ def run_carbon_training(
         train_stream = TupleStream.from_config(snapshot, config)
         seeds = TrainerSeeds.from_base_seed(config.seed)
         determinism = configure_reproducibility(seed=seeds.predictor, deterministic=config.deterministic)
+        mesh = data_mesh()
+        done = int(latest_meta["step"]) if latest_meta else 0
+        upcoming = _buckets_in_order_of_need(
+            train_stream, latest_meta["cursor"] if latest_meta else None, min(64, config.training.max_steps - done)
+        )
+        trainer_future = _start_trainer(config, seeds, mesh, upcoming)
         if encoder is None:
             from bridge import CarbonEncoder
 
@@ -241,15 +288,7 @@ def run_carbon_training(
                 encoder=encoder, tuples=tuples, k=k, max_window_bp=config.action.max_window_bp, encode_fn=encode_fn
             )
 
-        mesh = data_mesh()
-        trainer = Trainer(
-            build_predictor(config, seed=seeds.predictor),
-            build_action_encoder(config, seed=seeds.predictor + 1),
-            None,
-            config,
-            total_steps=config.training.max_steps,
-            mesh=mesh,
-        )
+        trainer = trainer_future.result()
 
         # --- resume --------------------------------------------------------------------------
         step = 0
@@ -318,11 +357,26 @@ def run_carbon_training(
 
             val_batch = encode(val_tuples, bucket_for(k_val, config.training.k_buckets))
 
-        def validate(at_step: int) -> CollapseCheck | None:
+        # The step-0 baseline evaluates a copy of the initial parameters on a worker thread, so
+        # its compile overlaps the first steps; it is recorded (in order) before any later use.
+        baseline: Future | None = None
+
+        def settle_baseline() -> None:
+            nonlocal baseline
+            if initial_params is not None:  # stopped before step 1 finished
+                start_baseline()
+            if baseline is not None:
+                pending, baseline = baseline, None
+                validate(0, pending.result())
+
+        def validate(at_step: int, out: Any = None) -> CollapseCheck | None:
             nonlocal best_val, alert_count
             if val_batch is None:
                 return None
-            out = trainer.eval_step(val_batch)
+            if at_step > 0:
+                settle_baseline()
+            if out is None:
+                out = trainer.eval_step(val_batch)
             width = out.predictions.shape[-1]
             check = trainer.collapse_monitor.observe(
                 out.predictions.reshape(-1, width),
@@ -347,10 +401,18 @@ def run_carbon_training(
             log.emit("train.validation", step=at_step, val_loss=val_loss)
             return check
 
-        if step == 0:
-            validate(0)  # the baseline on the untrained model
+        initial_params = trainer.params_snapshot() if step == 0 and val_batch is not None else None
+
+        def start_baseline() -> None:
+            """Evaluate the untrained model (``initial_params``) on a worker thread."""
+            nonlocal baseline, initial_params
+            params, initial_params = initial_params, None
+            evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline")
+            baseline = evaluator.submit(lambda: jax.block_until_ready(trainer.eval_step(val_batch, params)))
+            evaluator.shutdown(wait=False)
 
         def save(at_step: int, cursor: dict[str, Any], val_loss: float | None) -> None:
+            settle_baseline()  # the checkpoint carries the baseline
             meta = {
                 "schema": META_SCHEMA,
                 "run_id": config.run_id,
@@ -391,6 +453,8 @@ def run_carbon_training(
             t0 = time.monotonic()
             result = trainer.train_step(produced.batch, step + 1)  # NaNLossError propagates
             step += 1
+            if initial_params is not None:  # after step 1, so its compile does not delay the first step
+                start_baseline()
             dt = time.monotonic() - t0
             now = time.monotonic()
             if first_step_seconds is None:
@@ -444,6 +508,7 @@ def run_carbon_training(
             if step == stop_after_step:
                 break
         display.finish()
+        settle_baseline()
         if stop.signal_name is not None and store.latest_step() != step:
             save(step, cursor, None)
         store.wait()
@@ -528,6 +593,8 @@ def run_carbon_training(
     finally:
         if producer is not None:
             producer.close()
+        if trainer_future is not None and trainer_future.exception() is None:
+            trainer_future.result().close()  # drop queued compiles, let the running one finish before exit
         if store is not None:
             try:
                 store.wait()

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import jax
@@ -285,18 +287,25 @@ class Trainer:
         self.param_layout = check_param_layout(config.runtime.param_sharding)
         self._replicated = replicated(self.mesh)
         self._batch_sharding = batch_sharding(self.mesh)
-        opt_state = self.optimizer.init(params)
-        optimizer_lr(opt_state)  # the step sets the learning rate it injects: InputError if there is none
-        self._clip_norm = any(isinstance(s, ClipState) for s in jax.tree.leaves(opt_state, is_leaf=_is_clip))
+        abstract_opt_state = jax.eval_shape(self.optimizer.init, params)
+        optimizer_lr(abstract_opt_state)  # the step sets the learning rate it injects: InputError if there is none
+        self._clip_norm = any(isinstance(s, ClipState) for s in jax.tree.leaves(abstract_opt_state, is_leaf=_is_clip))
         # runtime.param_sharding picks only these shardings; the jitted step is the same for every layout.
-        self._state_sharding = state_shardings((params, opt_state), self.mesh, self.param_layout)
+        self._state_sharding = state_shardings((params, abstract_opt_state), self.mesh, self.param_layout)
         # put_state keeps every leaf in its own buffer: the step donates this state
         # (cloned layers start from the same arrays, and a 1-device put would keep them shared).
-        self._params, self._opt_state = put_state((params, opt_state), self._state_sharding)
+        self._params = put_state(params, self._state_sharding[0])
+        # One compiled init, made in place with its layout (eagerly, each moment shape compiles on its own).
+        self._opt_state = jax.jit(self.optimizer.init, out_shardings=self._state_sharding[1])(self._params)
         self._rest = jax.device_put(self._rest, self._replicated)
         self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
+        # One compiled step per K bucket, made ahead of time (precompile) or on first use.
+        self._executables: dict[int, Future] = {}
+        self._compile_lock = threading.Lock()
+        self._compile_queue: list[tuple[tuple[int, int], Future]] = []
+        self._compiler: threading.Thread | None = None
         self._train = jax.jit(
             self._train_step,
             donate_argnums=(0,),
@@ -365,6 +374,98 @@ class Trainer:
             kl_reg=parts.kl_reg,
         )
 
+    # --- compiled steps ----------------------------------------------------------------------
+    def _abstract_inputs(self, global_rows: int, k: int) -> tuple[Any, ...]:
+        """Shapes, dtypes and shardings of the step's inputs for a batch of ``global_rows`` x K = k."""
+
+        def spec(x: Any) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=x.sharding)
+
+        def rows(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct((global_rows, *shape), dtype, sharding=self._batch_sharding)
+
+        i32 = jnp.int32
+        batch = TrainerBatch(
+            state=rows((self.d_state,), jnp.float32),
+            targets=rows((k, self.d_state), jnp.float32),
+            features=EditFeatures(
+                rel_pos=rows((k,), i32), edit_type=rows((k,), i32), ref_ids=rows((k, 4), i32),
+                alt_ids=rows((k, 4), i32), mask=rows((k,), jnp.bool_),
+            ),
+            action_mask=rows((k,), jnp.bool_),
+        )
+        state = jax.tree.map(spec, (self._params, self._opt_state))
+        lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
+        return state, jax.tree.map(spec, self._rest), batch, lr
+
+    def _compile(self, global_rows: int, k: int) -> Any:
+        return self._train.lower(*self._abstract_inputs(global_rows, k)).compile()
+
+    def _executable(self, global_rows: int, k: int) -> Any:
+        """The compiled step for this batch shape: made now, or awaited if a background compile holds it."""
+        key = (global_rows, k)
+        with self._compile_lock:
+            future = self._executables.get(key)
+            mine = future is None or future.cancel()  # not compiled and not started: compile it here
+            if mine:
+                future = self._executables[key] = Future()
+                future.set_running_or_notify_cancel()
+        if mine:
+            try:
+                future.set_result(self._compile(*key))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, then re-raised
+                future.set_exception(exc)
+        return future.result()
+
+    def precompile(self, batch_rows: int, buckets: Iterable[int] | None = None, *, wait: bool = False) -> None:
+        """Compile the step for ``batch_rows`` (this process's rows) at each K bucket on a background thread.
+
+        Buckets compile in the order given (default: ``training.k_buckets``, capped at
+        ``action.max_len``) while the caller goes on (loading Carbon, encoding batches);
+        a step whose bucket is still queued compiles it itself, one already compiling is
+        awaited. Compile errors surface at that step (or here, with ``wait``, which
+        blocks until these buckets are compiled). :meth:`close` drops what is queued.
+        """
+        global_rows = positive_int("batch_rows", batch_rows) * jax.process_count()
+        check_batch_divisible(global_rows, self.mesh)
+        wanted = self.buckets if buckets is None else tuple(buckets)
+        with self._compile_lock:
+            for k in dict.fromkeys(min(int(b), self.max_len) for b in wanted):
+                key = (global_rows, k)
+                if key not in self._executables:
+                    self._executables[key] = Future()
+                    self._compile_queue.append((key, self._executables[key]))
+            if self._compiler is None or not self._compiler.is_alive():
+                self._compiler = threading.Thread(target=self._drain_compile_queue, name="step-compiler", daemon=True)
+                self._compiler.start()
+        if wait:
+            for k in dict.fromkeys(min(int(b), self.max_len) for b in wanted):
+                self._executable(global_rows, k)
+
+    def _drain_compile_queue(self) -> None:
+        while True:
+            with self._compile_lock:
+                if not self._compile_queue:
+                    return
+                key, future = self._compile_queue.pop(0)
+                if not future.set_running_or_notify_cancel():
+                    continue  # a step took this bucket over
+            try:
+                future.set_result(self._compile(*key))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the step that needs it
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        """Drop queued background compiles and wait for the one in progress (if any)."""
+        with self._compile_lock:
+            for key, future in self._compile_queue:
+                if future.cancel() and self._executables.get(key) is future:
+                    del self._executables[key]
+            self._compile_queue.clear()
+            compiler = self._compiler
+        if compiler is not None:
+            compiler.join()
+
     # --- host side ---------------------------------------------------------------------------
     def prepare(self, batch: TrainerBatch) -> TrainerBatch:
         """Validate, pad K to its bucket and assemble the global batch on the mesh (split over ``data``).
@@ -391,9 +492,8 @@ class Trainer:
         )
         lr = np.float32(self.base_lr * multiplier)
         prepared = self.prepare(batch)
-        (self._params, self._opt_state), scalars = self._train(
-            (self._params, self._opt_state), self._rest, prepared, lr
-        )
+        step_fn = self._executable(*prepared.action_mask.shape)
+        (self._params, self._opt_state), scalars = step_fn((self._params, self._opt_state), self._rest, prepared, lr)
         values = dict(zip(_RESULT_FIELDS, (float(v) for v in jax.device_get(scalars))))
         finite = values["finite"] == 1.0
         if not finite and self.nan_policy == "raise":
@@ -414,9 +514,13 @@ class Trainer:
             skipped=not finite,
         )
 
-    def eval_step(self, batch: TrainerBatch) -> EvalOutput:
-        """Predictions and loss parts for ``batch`` under the current parameters (no update)."""
-        return self._eval(self._params, self._rest, self.prepare(batch))
+    def eval_step(self, batch: TrainerBatch, params: Any = None) -> EvalOutput:
+        """Predictions and loss parts for ``batch`` under ``params`` (default: the current ones; no update)."""
+        return self._eval(self._params if params is None else params, self._rest, self.prepare(batch))
+
+    def params_snapshot(self) -> Any:
+        """A device copy of the current parameters that later steps (which donate theirs) leave intact."""
+        return jax.device_put(self._params, self._state_sharding[0], may_alias=False)
 
     def observe_collapse(
         self, batch: TrainerBatch, step: int, *, logger: EventSink | None = None, force: bool = False

@@ -428,3 +428,20 @@ def test_a_custom_optax_chain_trains_with_the_scheduled_learning_rate():
     assert float(optimizer_lr(trainer.opt_state)) == pytest.approx(3e-4 * 0.5)  # warmup step 1 of 2
     moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(jax.device_get(trainer.params)), jax.tree.leaves(before))]
     assert any(moved)
+
+
+@pytest.mark.slow
+def test_precompiled_buckets_serve_the_steps_without_retracing():
+    config = load_config(overrides=TINY)
+    trainer = Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, 50)
+    trainer.precompile(B, [2, 1], wait=True)
+    assert trainer.trace_count == 2
+    for step, k in enumerate([1, 2, 2, 1], 1):
+        assert not trainer.train_step(tiny_batch(k, seed=step), step).skipped
+    assert trainer.trace_count == 2
+    trainer.precompile(B, [4, 16])  # queued on the background thread
+    trainer.close()  # drops what has not started, waits for what has
+    assert not trainer.train_step(tiny_batch(3, seed=9), 5).skipped  # bucket 4: compiled then or on demand
+    assert trainer.trace_count in (3, 4)
+    with pytest.raises(InputError, match="batch_rows"):
+        trainer.precompile(0)
