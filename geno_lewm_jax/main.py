@@ -11,6 +11,8 @@ import sys
 
 # Carbon (torch) shares the accelerator with JAX: do not let XLA grab most of its memory up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# jaxlib's LAPACK (the KL's SVD) runs on OpenBLAS, whose spinning worker threads stall XLA's on a busy CPU.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from absl import flags
 

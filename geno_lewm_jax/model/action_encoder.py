@@ -29,7 +29,7 @@ from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.model.attention import Attention
 from geno_lewm_jax.model.blocks import gelu, layer_norm
 from geno_lewm_jax.model.featurize import DEFAULT_MAX_WINDOW_BP, NUM_EDIT_TYPES, PAD_ID, SLOTS, EditFeatures
-from geno_lewm_jax.model.initializers import host_initializer, standard_normal, torch_linear, torch_packed_qkv
+from geno_lewm_jax.model.initializers import standard_normal, torch_linear, torch_packed_qkv
 from geno_lewm_jax.model.validation import is_traced
 
 D_POS = 128
@@ -89,12 +89,8 @@ class SeqMicroEncoder(nnx.Module):
     """Four 6-mer ids -> one D_SEQ vector (shared by ref and alt bases)."""
 
     def __init__(self, *, rngs: nnx.Rngs) -> None:
-        def padded_table(generator: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-            table = generator.standard_normal(shape)
-            table[PAD_ID] = 0.0
-            return table
-
-        table_init = host_initializer(padded_table)
+        def table_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+            return standard_normal(key, shape, dtype).at[PAD_ID].set(0.0)
 
         self.token_embedding = nnx.Embed(PAD_ID + 1, TOKEN_DIM, param_dtype=jnp.float32, embedding_init=table_init, rngs=rngs)
         self.token_projection = torch_dense(TOKEN_DIM, D_SEQ, rngs)

@@ -377,16 +377,7 @@ def run_carbon_training(
                 settle_baseline()
             if out is None:
                 out = trainer.eval_step(val_batch)
-            width = out.predictions.shape[-1]
-            check = trainer.collapse_monitor.observe(
-                out.predictions.reshape(-1, width),
-                out.targets.reshape(-1, width),
-                kl_reg=out.kl_reg,
-                mask=out.action_mask.reshape(-1),
-                step=at_step,
-                logger=log,
-                force=True,
-            )
+            check = trainer.check_collapse(out, at_step, logger=log)
             val_loss = float(out.loss)
             alert_count += len(check.alerts) if check is not None else 0
             if math.isfinite(val_loss) and (best_val is None or val_loss < best_val):
@@ -404,9 +395,15 @@ def run_carbon_training(
         initial_params = trainer.params_snapshot() if step == 0 and val_batch is not None else None
 
         def start_baseline() -> None:
-            """Evaluate the untrained model (``initial_params``) on a worker thread."""
+            """Evaluate the untrained model (``initial_params``): on a worker thread when this is the
+            only process; in a multi-process run in line, since every process must issue its
+            collectives (the eval's and the steps') in the same order."""
             nonlocal baseline, initial_params
             params, initial_params = initial_params, None
+            baseline = Future()
+            if jax.process_count() > 1:
+                baseline.set_result(jax.block_until_ready(trainer.eval_step(val_batch, params)))
+                return
             evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline")
             baseline = evaluator.submit(lambda: jax.block_until_ready(trainer.eval_step(val_batch, params)))
             evaluator.shutdown(wait=False)

@@ -528,7 +528,10 @@ class Trainer:
         """Run the collapse monitor on ``batch`` (a validation batch) if ``step`` is scheduled or forced."""
         if not force and not self.collapse_monitor.should_log(step):
             return None
-        out = self.eval_step(batch)
+        return self.check_collapse(self.eval_step(batch), step, logger=logger)
+
+    def check_collapse(self, out: EvalOutput, step: int, *, logger: EventSink | None = None) -> CollapseCheck | None:
+        """Feed one evaluation (:meth:`eval_step`'s output) to the collapse monitor and keep its alerts."""
         width = out.predictions.shape[-1]
         check = self.collapse_monitor.observe(
             out.predictions.reshape(-1, width),
