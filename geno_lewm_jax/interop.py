@@ -181,7 +181,8 @@ def from_reference_state_dict(module: Predictor | ActionEncoder, state_dict: Map
                 f"state_dict[{key!r}] has shape {tuple(value.shape)}, expected {slot.shape()}",
                 details={"field": key, "expected": slot.shape(), "actual": tuple(value.shape)},
             )
-        staged.append((slot, value.astype(np.float32, copy=False)))
+        # A copy: JAX on CPU may alias host memory, and the caller's (torch) tensor may change later.
+        staged.append((slot, np.array(value, dtype=np.float32, copy=True)))
     for slot, value in staged:
         slot.write(value)
 

@@ -161,3 +161,15 @@ def test_action_encoder_param_counts_match_reference(d_action, expected):
         ref = RefActionEncoder(d_action=d_action)
     ours = nnx.eval_shape(lambda: ActionEncoder(d_action=d_action, rngs=nnx.Rngs(0)))
     assert count_params(ours) == sum(p.numel() for p in ref.parameters()) == expected
+
+
+def test_loaded_weights_do_not_follow_later_changes_to_the_torch_tensors():
+    ref, ours = _build("encoder", seed=5)
+    state = ref.state_dict()
+    from_reference_state_dict(ours, state)
+    before = _params(ours)
+    with torch.no_grad():
+        for tensor in state.values():
+            tensor.add_(1.0)  # in place, as an optimizer step would
+    after = _params(ours)
+    assert all(np.array_equal(before[k], after[k]) for k in before)

@@ -430,7 +430,6 @@ def test_a_custom_optax_chain_trains_with_the_scheduled_learning_rate():
     assert any(moved)
 
 
-@pytest.mark.slow
 def test_precompiled_buckets_serve_the_steps_without_retracing():
     config = load_config(overrides=TINY)
     trainer = Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, 50)
@@ -439,9 +438,9 @@ def test_precompiled_buckets_serve_the_steps_without_retracing():
     for step, k in enumerate([1, 2, 2, 1], 1):
         assert not trainer.train_step(tiny_batch(k, seed=step), step).skipped
     assert trainer.trace_count == 2
-    trainer.precompile(B, [4, 16])  # queued on the background thread
-    trainer.close()  # drops what has not started, waits for what has
+    trainer.precompile(B, [4])  # queued on the background thread
+    trainer.close()  # drops it if it has not started, else waits for it
     assert not trainer.train_step(tiny_batch(3, seed=9), 5).skipped  # bucket 4: compiled then or on demand
-    assert trainer.trace_count in (3, 4)
+    assert trainer.trace_count == 3
     with pytest.raises(InputError, match="batch_rows"):
         trainer.precompile(0)
