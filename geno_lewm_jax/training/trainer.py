@@ -17,6 +17,10 @@ FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch
    donated, the batch is split over ``data``;
 4. fetches one small vector of scalars and returns a :class:`TrainerStepResult`.
 
+The step compiles once per (global batch rows, K bucket): on first use, or ahead
+of time on a background thread (:meth:`Trainer.precompile`), which is how the
+main job keeps XLA's compile off the path to its first step.
+
 The KL rows are those the reference sees: every (b, k) with k below the
 batch's longest row, padding slots within it included; bucket padding beyond
 it is excluded, so padding never changes the numbers.
@@ -233,6 +237,10 @@ def _check_batch(batch: Any, d_state: int) -> tuple[int, int]:
     return b, k
 
 
+def _spec(x: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=x.sharding)
+
+
 def _is_clip(node: Any) -> bool:
     return isinstance(node, ClipState)
 
@@ -298,11 +306,13 @@ class Trainer:
         # One compiled init, made in place with its layout (eagerly, each moment shape compiles on its own).
         self._opt_state = jax.jit(self.optimizer.init, out_shardings=self._state_sharding[1])(self._params)
         self._rest = jax.device_put(self._rest, self._replicated)
+        # What the step is compiled for, taken once: background compiles must not read arrays a step donates.
+        self._state_spec = jax.tree.map(_spec, ((self._params, self._opt_state), self._rest))
         self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
         # One compiled step per K bucket, made ahead of time (precompile) or on first use.
-        self._executables: dict[int, Future] = {}
+        self._executables: dict[tuple[int, int], Future] = {}
         self._compile_lock = threading.Lock()
         self._compile_queue: list[tuple[tuple[int, int], Future]] = []
         self._compiler: threading.Thread | None = None
@@ -378,9 +388,6 @@ class Trainer:
     def _abstract_inputs(self, global_rows: int, k: int) -> tuple[Any, ...]:
         """Shapes, dtypes and shardings of the step's inputs for a batch of ``global_rows`` x K = k."""
 
-        def spec(x: Any) -> jax.ShapeDtypeStruct:
-            return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=x.sharding)
-
         def rows(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
             return jax.ShapeDtypeStruct((global_rows, *shape), dtype, sharding=self._batch_sharding)
 
@@ -394,9 +401,9 @@ class Trainer:
             ),
             action_mask=rows((k,), jnp.bool_),
         )
-        state = jax.tree.map(spec, (self._params, self._opt_state))
+        state, rest = self._state_spec
         lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
-        return state, jax.tree.map(spec, self._rest), batch, lr
+        return state, rest, batch, lr
 
     def _compile(self, global_rows: int, k: int) -> Any:
         return self._train.lower(*self._abstract_inputs(global_rows, k)).compile()
