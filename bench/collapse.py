@@ -24,24 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
+
+from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see bench/train_step.py
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -83,8 +72,8 @@ def main() -> None:
         "kl": (lambda: float(kl(t_dev)), lambda: float(ref_kl(t_torch))),
     }
     for name, (ours, reference) in cases.items():
-        ours_ms = median_ms(ours, args.repeats)
-        ref_ms = median_ms(reference, max(3, args.repeats // 4))
+        ours_ms = 1000 * median_seconds(ours, args.repeats)
+        ref_ms = 1000 * median_seconds(reference, max(3, args.repeats // 4))
         print(
             json.dumps(
                 {

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import median_seconds  # noqa: E402
 
 
 def _windows(rng: np.random.Generator, n: int, bp: int) -> list[str]:
@@ -30,12 +30,7 @@ def _windows(rng: np.random.Generator, n: int, bp: int) -> list[str]:
 
 
 def _median_rate(fn, n_windows: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n_windows / statistics.median(times)
+    return n_windows / median_seconds(fn, repeats, warmup=0)
 
 
 def main() -> None:

@@ -23,25 +23,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from timing import median_seconds
+
 K = 4
-
-
-def time_steps(step, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``step()`` after ``warmup`` calls (the first compiles)."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def our_case(batch: int, repeats: int, n_layers: int, compute_dtype: str, layout: str, peak_tflops: float | None) -> dict:
@@ -75,7 +63,7 @@ def our_case(batch: int, repeats: int, n_layers: int, compute_dtype: str, layout
         counter["step"] += 1
         trainer.train_step(prepared, counter["step"])  # returns after fetching the loss: synchronous
 
-    seconds = time_steps(step, repeats)
+    seconds = median_seconds(step, repeats)
     compiled = trainer._train.lower((trainer.params, trainer.opt_state), trainer._rest, prepared, np.float32(1e-4)).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
@@ -145,7 +133,7 @@ def reference_case(batch: int, repeats: int, n_layers: int) -> dict:
         counter["step"] += 1
         trainer.train_step(ref_batch, step=counter["step"])
 
-    seconds = time_steps(step, repeats)
+    seconds = median_seconds(step, repeats)
     return {"reference_step_ms": round(seconds * 1000, 2), "reference_tuples_per_s": round(batch / seconds, 1), "torch_threads": torch.get_num_threads()}
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import median_seconds  # noqa: E402
 # jaxlib's LAPACK kernels (the KL's SVD) run on scipy's OpenBLAS, whose spinning worker threads
 # stall when they compete with XLA's own threads on a small shared CPU; one OpenBLAS thread avoids
 # that. torch uses MKL and is not affected. Set before numpy/scipy load; an explicit value wins.
@@ -47,13 +49,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     dot = jax.jit(jnp.dot)
-    dot(a, a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dot(a, a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 2 * n**3 / median_seconds(lambda: dot(a, a).block_until_ready(), repeats, warmup=1) / 1e9
 
 
 def block_medians(ours, reference, repeats: int, rounds: int = 3) -> tuple[float, float]:
