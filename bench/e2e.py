@@ -33,6 +33,7 @@ def run_ours(
     model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int, batch: int, stream: str, cache_dir: str = ""
 ) -> dict:
     from geno_lewm_jax.flags import config_from_argv
+    from geno_lewm_jax.job import use_compilation_cache
     from geno_lewm_jax.training.carbon import run_carbon_training
 
     config = config_from_argv([
@@ -41,10 +42,7 @@ def run_ours(
         f"--collapse_log_every_steps={steps}", f"--model_dir={model_dir}", f"--dataset_dir={dataset_dir}",
         f"--run_dir={run_dir}", f"--compilation_cache_dir={cache_dir}", f"--stream={stream}", "--nobootstrap_missing",
     ])
-    if cache_dir:  # what job.run_job does for a configured cache
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
+    use_compilation_cache(config)
     report = run_carbon_training(config)
     return {"side": "geno_lewm_jax", "stream": stream, "steps": steps, "batch_size": batch,
             "tuples_per_s": report.tuples_per_second, "first_step_s": report.first_step_seconds,

@@ -78,16 +78,21 @@ def start_processes(config: cfg.Config) -> cfg.Config:
     return config
 
 
+def use_compilation_cache(config: cfg.Config) -> None:
+    """Point JAX's persistent compilation cache at ``runtime.compilation_cache_dir`` (empty: leave it off)."""
+    if config.runtime.compilation_cache_dir:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", config.runtime.compilation_cache_dir)
+
+
 def run_job(config: cfg.Config, *, config_path: str | None = None) -> int:
     from geno_lewm_jax.training.carbon import run_carbon_training
     from geno_lewm_jax.training.preflight import run_training_preflight
 
     config = expand_paths(config)
     config = start_processes(config)
-    if config.runtime.compilation_cache_dir:
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", config.runtime.compilation_cache_dir)
+    use_compilation_cache(config)
     if config.runtime.bootstrap_missing:
         if config.runtime.process_id == 0:  # one writer; the others wait for it
             bootstrap_inputs(config)

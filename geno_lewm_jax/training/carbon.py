@@ -400,9 +400,8 @@ def run_carbon_training(
             collectives (the eval's and the steps') in the same order."""
             nonlocal baseline, initial_params
             params, initial_params = initial_params, None
-            baseline = Future()
             if jax.process_count() > 1:
-                baseline.set_result(jax.block_until_ready(trainer.eval_step(val_batch, params)))
+                validate(0, trainer.eval_step(val_batch, params))
                 return
             evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline")
             baseline = evaluator.submit(lambda: jax.block_until_ready(trainer.eval_step(val_batch, params)))

@@ -405,8 +405,12 @@ class Trainer:
         lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
         return state, rest, batch, lr
 
-    def _compile(self, global_rows: int, k: int) -> Any:
-        return self._train.lower(*self._abstract_inputs(global_rows, k)).compile()
+    def _compile_into(self, future: Future, key: tuple[int, int]) -> None:
+        """Compile the step for ``key`` = (global rows, K) into a running ``future`` (errors included)."""
+        try:
+            future.set_result(self._train.lower(*self._abstract_inputs(*key)).compile())
+        except BaseException as exc:  # noqa: BLE001 - re-raised by whoever waits on the future
+            future.set_exception(exc)
 
     def _executable(self, global_rows: int, k: int) -> Any:
         """The compiled step for this batch shape: made now, or awaited if a background compile holds it."""
@@ -418,10 +422,7 @@ class Trainer:
                 future = self._executables[key] = Future()
                 future.set_running_or_notify_cancel()
         if mine:
-            try:
-                future.set_result(self._compile(*key))
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, then re-raised
-                future.set_exception(exc)
+            self._compile_into(future, key)
         return future.result()
 
     def precompile(self, batch_rows: int, buckets: Iterable[int] | None = None, *, wait: bool = False) -> None:
@@ -435,9 +436,9 @@ class Trainer:
         """
         global_rows = positive_int("batch_rows", batch_rows) * jax.process_count()
         check_batch_divisible(global_rows, self.mesh)
-        wanted = self.buckets if buckets is None else tuple(buckets)
+        wanted = tuple(dict.fromkeys(min(int(b), self.max_len) for b in (self.buckets if buckets is None else buckets)))
         with self._compile_lock:
-            for k in dict.fromkeys(min(int(b), self.max_len) for b in wanted):
+            for k in wanted:
                 key = (global_rows, k)
                 if key not in self._executables:
                     self._executables[key] = Future()
@@ -446,7 +447,7 @@ class Trainer:
                 self._compiler = threading.Thread(target=self._drain_compile_queue, name="step-compiler", daemon=True)
                 self._compiler.start()
         if wait:
-            for k in dict.fromkeys(min(int(b), self.max_len) for b in wanted):
+            for k in wanted:
                 self._executable(global_rows, k)
 
     def _drain_compile_queue(self) -> None:
@@ -457,10 +458,7 @@ class Trainer:
                 key, future = self._compile_queue.pop(0)
                 if not future.set_running_or_notify_cancel():
                     continue  # a step took this bucket over
-            try:
-                future.set_result(self._compile(*key))
-            except BaseException as exc:  # noqa: BLE001 - re-raised by the step that needs it
-                future.set_exception(exc)
+            self._compile_into(future, key)
 
     def close(self) -> None:
         """Drop queued background compiles and wait for the one in progress (if any)."""
