@@ -10,6 +10,7 @@ the same global batch in the same invocation; ``ratio`` = ours / reference.
 
     python bench/scaling.py                     # CPU simulation, JSON lines
     python bench/scaling.py --accelerator --peak_tflops=989   # on a GPU node: release config, bf16, MFU
+    python bench/scaling.py --grad_reduction=ordered           # the fixed-order gradient sum's cost
 
 ``--accelerator`` uses the real devices of the machine (no forcing), the
 release config with ``--compute_dtype=bfloat16`` and reports model FLOPs
@@ -32,7 +33,9 @@ from timing import median_seconds
 K = 4
 
 
-def our_case(batch: int, repeats: int, n_layers: int, compute_dtype: str, layout: str, peak_tflops: float | None) -> dict:
+def our_case(
+    batch: int, repeats: int, n_layers: int, compute_dtype: str, layout: str, reduction: str, peak_tflops: float | None
+) -> dict:
     import jax
     import numpy as np
 
@@ -44,7 +47,12 @@ def our_case(batch: int, repeats: int, n_layers: int, compute_dtype: str, layout
     from geno_lewm_jax.training import Trainer, TrainerBatch, make_action_mask
 
     total = 10_000
-    overrides = {"training.max_steps": total, "predictor.compute_dtype": compute_dtype, "runtime.param_sharding": layout}
+    overrides = {
+        "training.max_steps": total,
+        "predictor.compute_dtype": compute_dtype,
+        "runtime.param_sharding": layout,
+        "runtime.grad_reduction": reduction,
+    }
     if n_layers:
         overrides["predictor.n_layers"] = n_layers
     config = load_config(overrides=overrides)
@@ -74,6 +82,7 @@ def our_case(batch: int, repeats: int, n_layers: int, compute_dtype: str, layout
         "platform": jax.devices()[0].platform,
         "device_kind": jax.devices()[0].device_kind,
         "param_sharding": layout,
+        "grad_reduction": reduction,
         "compute_dtype": compute_dtype,
         "global_batch": batch,
         "per_device_batch": batch // n,
@@ -147,6 +156,7 @@ def run_worker(n_devices: int, args: argparse.Namespace) -> dict:
         f"--repeats={args.repeats}",
         f"--n_layers={args.n_layers}",
         f"--param_sharding={args.param_sharding}",
+        f"--grad_reduction={args.grad_reduction}",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
@@ -161,15 +171,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--n_layers", type=int, default=2, help="predictor cross layers (0 = the release config's)")
     parser.add_argument("--param_sharding", default="replicated", choices=["replicated", "fsdp"])
+    parser.add_argument("--grad_reduction", default="all_reduce", choices=["all_reduce", "ordered"])
     parser.add_argument("--accelerator", action="store_true", help="real devices, release config, bf16, MFU")
     parser.add_argument("--peak_tflops", type=float, default=989.0, help="per-device peak for MFU (H100 SXM bf16 dense)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(our_case(args.batch, args.repeats, args.n_layers, "float32", args.param_sharding, None)), flush=True)
+        print(json.dumps(our_case(args.batch, args.repeats, args.n_layers, "float32", args.param_sharding, args.grad_reduction, None)), flush=True)
         return
     if args.accelerator:
-        row = our_case(args.batch, args.repeats, args.n_layers, "bfloat16", args.param_sharding, args.peak_tflops)
+        row = our_case(
+            args.batch, args.repeats, args.n_layers, "bfloat16", args.param_sharding, args.grad_reduction, args.peak_tflops
+        )
         print(json.dumps({"case": "accelerator", **row, "host": platform.node()}), flush=True)
         return
     reference = reference_case(args.batch, args.repeats, args.n_layers)

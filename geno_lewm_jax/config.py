@@ -167,6 +167,17 @@ class RuntimeConfig:
     resume: bool = _f(False, "Require a checkpoint to resume from (resume is automatic when one exists).")
     allow_config_change: bool = _f(False, "Resume even if the config fingerprint changed.")
     param_sharding: Literal["replicated", "fsdp"] = _f("replicated", "Parameter/optimizer-state layout over the data axis.")
+    grad_reduction: Literal["all_reduce", "ordered"] = _f(
+        "all_reduce",
+        "How the batch's gradients are summed: XLA's all-reduce (its order follows the device and process"
+        " layout), or a fixed-order sum over reduction_groups batch groups that makes a step bitwise"
+        " independent of the layout (costs one extra parameter copy and an all-to-all per step).",
+    )
+    reduction_groups: int = _f(
+        0,
+        "Batch groups summed in a fixed order under grad_reduction=ordered; 0 = one per device. Keep it"
+        " fixed (a multiple of every device count used) to resume bitwise on another device count.",
+    )
     coordinator_address: str = _f("", "host:port of process 0 for multi-host runs.")
     num_processes: int = _f(1, "Processes in a multi-host run.")
     process_id: int = _f(0, "This process's index in a multi-host run.")
@@ -460,6 +471,7 @@ _NON_NEGATIVE_INTS = (
     "eval.smoke_variants",
     "runtime.process_id",
     "runtime.torch_cpu_threads",
+    "runtime.reduction_groups",
 )
 _NON_NEGATIVE_FLOATS = (
     "training.loss_alpha",

@@ -9,6 +9,12 @@
   one axis over ``data`` so that a device holds 1/N of the state, and XLA
   gathers the weights it needs inside the step. The jitted step is the same
   for both; only its in/out shardings differ.
+* ``runtime.grad_reduction``: ``all_reduce`` (default) lets XLA sum the
+  gradient, in an order that follows the device and process layout, so two
+  layouts agree to ~1e-6, not bit for bit. ``ordered`` sums per-group
+  gradients in a fixed order (:func:`ordered_sum`), so any device count of
+  one process (two or more) that holds whole groups trains the same bits (the
+  trainer's ``_ordered_value_and_grad`` says how, and where that stops).
 * :func:`initialize_distributed` starts ``jax.distributed`` for multi-host
   runs, from explicit flags or from the cluster's own environment.
 """
@@ -20,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -125,6 +132,50 @@ def fetch(tree: Any, mesh: Mesh) -> Any:
     return jax.device_get(tree)
 
 
+# --- fixed-order gradient sums (runtime.grad_reduction = "ordered") ---------------------------------
+GRAD_REDUCTIONS = ("all_reduce", "ordered")
+
+
+def reduction_group_count(requested: int, mesh: Mesh) -> int:
+    """The number of batch groups an ordered reduction sums: ``requested``, or one per device if 0.
+
+    It must be a multiple of the device count, so that every device holds whole groups.
+    """
+    n = mesh.shape[DATA_AXIS]
+    groups = n if requested == 0 else requested
+    if groups < 1 or groups % n:
+        raise InputError(
+            f"runtime.reduction_groups={requested} is not a multiple of the {n} devices",
+            details={"field": "runtime.reduction_groups", "value": requested, "devices": n},
+            remediation=f"Use 0 (one group per device) or a multiple of {n}.",
+        )
+    return groups
+
+
+def ordered_sum(stacked: jax.Array, axis_name: str, n: int) -> jax.Array:
+    """Inside ``shard_map``: the sum over every device's groups, added in global group order.
+
+    ``stacked`` [local groups, *shape] holds this device's per-group values;
+    device d's groups come after device d-1's. XLA's all-reduce adds partial
+    sums in an order that depends on the device and process layout, so the
+    last bits of a gradient do too. Here each leaf is flattened and split into
+    ``n`` chunks; an all-to-all hands device d chunk d of every group, which it
+    adds in group order; an all-gather reassembles the leaf. The arithmetic is
+    the same on any layout, the transfer is that of an all-reduce
+    (reduce-scatter plus all-gather) and the extra memory one copy of the leaf.
+    """
+    local, shape = stacked.shape[0], stacked.shape[1:]
+    flat = stacked.reshape(local, -1)
+    size = flat.shape[1]
+    if size % n:
+        flat = jnp.pad(flat, ((0, 0), (0, n - size % n)))
+    chunks = jax.lax.all_to_all(flat, axis_name, split_axis=1, concat_axis=0, tiled=True)  # [all groups, size / n]
+    total = chunks[0]
+    for g in range(1, chunks.shape[0]):
+        total = total + chunks[g]
+    return jax.lax.all_gather(total, axis_name, tiled=True)[:size].reshape(shape)
+
+
 # --- multi-host start-up ---------------------------------------------------------------------------
 def _cluster_detected() -> str | None:
     """The cluster whose environment lets ``jax.distributed.initialize()`` find its peers by itself."""
@@ -191,6 +242,7 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 1
 __all__ = [
     "DATA_AXIS",
     "FSDP_MIN_ELEMENTS",
+    "GRAD_REDUCTIONS",
     "PARAM_LAYOUTS",
     "batch_sharding",
     "check_batch_divisible",
@@ -199,9 +251,11 @@ __all__ = [
     "fetch",
     "fsdp_spec",
     "initialize_distributed",
+    "ordered_sum",
     "put_batch",
     "put_replicated",
     "put_state",
+    "reduction_group_count",
     "replicated",
     "state_shardings",
 ]

@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ RESUME_FREE_FIELDS = (
     "runtime.resume",
     "runtime.allow_config_change",
     "runtime.param_sharding",
+    "runtime.grad_reduction",
+    "runtime.reduction_groups",
     "runtime.coordinator_address",
     "runtime.num_processes",
     "runtime.process_id",
@@ -214,6 +217,7 @@ def run_carbon_training(
     stop_after_step: int | None = None,
     progress_stream: Any = None,
     preflight_report: Any = None,
+    devices: Sequence[Any] | None = None,
 ) -> CarbonTrainingReport:
     """Train ``config.training.max_steps`` steps into ``config.runtime.run_dir`` (resuming if possible).
 
@@ -221,7 +225,8 @@ def run_carbon_training(
     ``preflight_report`` (a passed TrainingPreflightReport) is written into the run
     dir once the run dir's own checkpoints are known to be resumable;
     ``stop_after_step`` ends this process after that step with a checkpoint,
-    as a scheduled interruption.
+    as a scheduled interruption; ``devices`` trains on those JAX devices only
+    (default: every device of every process).
     """
     from geno_lewm_jax.data import TupleStream, load_snapshot
     from geno_lewm_jax.sharding import data_mesh
@@ -253,7 +258,7 @@ def run_carbon_training(
         train_stream = TupleStream.from_config(snapshot, config)
         seeds = TrainerSeeds.from_base_seed(config.seed)
         determinism = configure_reproducibility(seed=seeds.predictor, deterministic=config.deterministic)
-        mesh = data_mesh()
+        mesh = data_mesh(devices)
         done = int(latest_meta["step"]) if latest_meta else 0
         upcoming = _buckets_in_order_of_need(
             train_stream, latest_meta["cursor"] if latest_meta else None, min(64, config.training.max_steps - done)

@@ -49,19 +49,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx, struct
+from jax.sharding import PartitionSpec
 
 from geno_lewm_jax.errors import InputError, NaNLossError
 from geno_lewm_jax.model import EditFeatures
 from geno_lewm_jax.model.featurize import PAD_ID
 from geno_lewm_jax.objective import ObjectiveSettings, objective
 from geno_lewm_jax.sharding import (
+    DATA_AXIS,
     batch_sharding,
     check_batch_divisible,
     check_param_layout,
     data_mesh,
     fetch,
+    ordered_sum,
     put_batch,
     put_state,
+    reduction_group_count,
     replicated,
     state_shardings,
 )
@@ -293,6 +297,11 @@ class Trainer:
         params = trainable_params(predictor, action_encoder)
         self.optimizer = optimizer if optimizer is not None else build_adamw_optimizer(config, params)
         self.param_layout = check_param_layout(config.runtime.param_sharding)
+        self.grad_reduction = config.runtime.grad_reduction
+        # Only the ordered reduction splits the batch into groups; 0 means XLA's all-reduce.
+        self.reduction_groups = (
+            reduction_group_count(config.runtime.reduction_groups, self.mesh) if self.grad_reduction == "ordered" else 0
+        )
         self._replicated = replicated(self.mesh)
         self._batch_sharding = batch_sharding(self.mesh)
         abstract_opt_state = jax.eval_shape(self.optimizer.init, params)
@@ -328,18 +337,80 @@ class Trainer:
         )
 
     # --- the pure step functions ------------------------------------------------------------
-    def _forward(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[jax.Array, Any]:
+    def _predict(self, params: Any, rest: Any, batch: TrainerBatch) -> jax.Array:
         predictor = nnx.merge(self._defs["predictor"], params["predictor"], rest["predictor"])
         encoder = nnx.merge(self._defs["action_encoder"], params["action_encoder"], rest["action_encoder"])
-        mask = batch.action_mask
-        prediction = predictor(batch.state, encoder(batch.features), mask)
-        parts = objective(prediction, batch.targets, self.settings, mask=mask, kl_row_mask=_kl_rows(mask))
+        return predictor(batch.state, encoder(batch.features), batch.action_mask)
+
+    def _objective(self, prediction: jax.Array, targets: jax.Array, mask: jax.Array) -> Any:
+        return objective(prediction, targets, self.settings, mask=mask, kl_row_mask=_kl_rows(mask))
+
+    def _forward(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[jax.Array, Any]:
+        prediction = self._predict(params, rest, batch)
+        parts = self._objective(prediction, batch.targets, batch.action_mask)
         return parts.loss, (parts, prediction)
+
+    def _ordered_value_and_grad(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, Any]:
+        """What ``value_and_grad(_forward)`` returns, with every sum across the batch in a fixed order.
+
+        The batch is cut into ``reduction_groups`` equal groups of rows, whole
+        groups per device. Each device runs the network on its groups one at a
+        time, gathers every group's predictions (a copy, no arithmetic), runs the
+        objective (it couples the rows: the mean over positions, the KL) on the
+        whole batch, pulls its gradient back through its own groups and keeps one
+        gradient per group; the groups' gradients are then added in group order
+        (:func:`~geno_lewm_jax.sharding.ordered_sum`). A group's arithmetic does
+        not depend on which device runs it or how many others share that device,
+        so on two or more devices of one process the step gives the same bits for
+        any device count that holds whole groups. (Across processes on CPU, XLA
+        splits some loops by each process's thread pool: ~1e-7 apart after 20
+        steps; a single device compiles without the partitioner: ~3e-7.)
+        """
+        n = self.mesh.shape[DATA_AXIS]
+        per_device = self.reduction_groups // n
+        rows = batch.action_mask.shape[0]
+        group_rows = rows // self.reduction_groups
+
+        def local(params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, ...]:
+            pullbacks, predictions = [], []
+            for g in range(per_device):
+                group = jax.tree.map(lambda x: x[g * group_rows : (g + 1) * group_rows], batch)
+                prediction, pullback = jax.vjp(lambda p, group=group: self._predict(p, rest, group), params)
+                predictions.append(prediction)
+                pullbacks.append(pullback)
+            gather = functools.partial(jax.lax.all_gather, axis_name=DATA_AXIS, tiled=True)
+            whole = gather(jnp.concatenate(predictions))
+            targets, mask = gather(batch.targets), gather(batch.action_mask)
+
+            def loss_of(prediction: jax.Array) -> tuple[jax.Array, Any]:
+                parts = self._objective(prediction, targets, mask)
+                return parts.loss, parts
+
+            (loss, parts), cotangent = jax.value_and_grad(loss_of, has_aux=True)(whole)
+            mine = jax.lax.dynamic_slice_in_dim(cotangent, jax.lax.axis_index(DATA_AXIS) * (rows // n), rows // n)
+            per_group = [
+                pullback(mine[g * group_rows : (g + 1) * group_rows])[0] for g, pullback in enumerate(pullbacks)
+            ]
+            grads = jax.tree.map(lambda *leaf: ordered_sum(jnp.stack(leaf), DATA_AXIS, n), *per_group)
+            return loss, parts, whole, grads
+
+        loss, parts, prediction, grads = jax.shard_map(
+            local,
+            mesh=self.mesh,
+            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(DATA_AXIS)),
+            out_specs=PartitionSpec(),
+            check_vma=False,
+        )(params, rest, batch)
+        grads = jax.lax.with_sharding_constraint(grads, self._state_sharding[0])
+        return (loss, (parts, prediction)), grads
 
     def _train_step(self, state: Any, rest: Any, batch: TrainerBatch, lr: jax.Array) -> tuple[Any, jax.Array]:
         self.trace_count += 1  # runs once per compilation, never per call
         params, opt_state = state
-        (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
+        if self.reduction_groups:
+            (loss, (parts, prediction)), grads = self._ordered_value_and_grad(params, rest, batch)
+        else:
+            (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
         raw_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(raw_norm)
 
@@ -435,7 +506,7 @@ class Trainer:
         blocks until these buckets are compiled). :meth:`close` drops what is queued.
         """
         global_rows = positive_int("batch_rows", batch_rows) * jax.process_count()
-        check_batch_divisible(global_rows, self.mesh)
+        self._check_rows(global_rows)
         wanted = tuple(dict.fromkeys(min(int(b), self.max_len) for b in (self.buckets if buckets is None else buckets)))
         with self._compile_lock:
             for k in wanted:
@@ -472,6 +543,16 @@ class Trainer:
             compiler.join()
 
     # --- host side ---------------------------------------------------------------------------
+    def _check_rows(self, global_rows: int) -> None:
+        """The global batch must split over the devices and, under an ordered reduction, into its groups."""
+        check_batch_divisible(global_rows, self.mesh)
+        if self.reduction_groups and global_rows % self.reduction_groups:
+            raise InputError(
+                f"batch size {global_rows} does not split into runtime.reduction_groups={self.reduction_groups} groups",
+                details={"field": "data.batch_size", "value": global_rows, "reduction_groups": self.reduction_groups},
+                remediation=f"Use a data.batch_size that is a multiple of {self.reduction_groups}.",
+            )
+
     def prepare(self, batch: TrainerBatch) -> TrainerBatch:
         """Validate, pad K to its bucket and assemble the global batch on the mesh (split over ``data``).
 
@@ -479,7 +560,7 @@ class Trainer:
         run, ``B / process_count`` rows (its data-stream shard) otherwise.
         """
         b, k = _check_batch(batch, self.d_state)
-        check_batch_divisible(b * jax.process_count(), self.mesh)
+        self._check_rows(b * jax.process_count())
         padded = pad_batch(batch, bucket_for(k, self.buckets, self.max_len))
         return put_batch(padded, self.mesh)
 

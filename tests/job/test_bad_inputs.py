@@ -80,6 +80,7 @@ def test_unwritable_run_dir(job_inputs, tmp_path):
 
 def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, tmp_path, capsys):
     """A NaN in one batch's Carbon features stops the resumed run at that step with NaNLossError (exit 5)."""
+    import jax
     import numpy as np
     from bridge import CarbonEncoder
 
@@ -90,7 +91,8 @@ def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, 
 
     run_dir = tmp_path / "run"
     config = config_from_argv(["prog", *job_args(job_inputs, run_dir, "--max_steps=8", "--collapse_log_every_steps=2")])
-    first = run_carbon_training(config, stop_after_step=4)  # an interrupted run: checkpoint at step 4
+    one_device = jax.devices()[:1]  # this test process forces 8 CPU devices; a job process sees one
+    first = run_carbon_training(config, stop_after_step=4, devices=one_device)  # interrupted: checkpoint at step 4
     assert first.steps_completed == 4
     # Steps 5.. run after resuming at step 4; the 6th batch's first source window is poisoned.
     stream = TupleStream.from_config(load_snapshot(config.data.dataset_dir), config)
@@ -114,7 +116,7 @@ def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, 
     checkpoints_before = tree_digest(run_dir / "checkpoints")
     others_before = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(("checkpoints/", "train.log"))}
     log_before = (run_dir / "train.log").read_text()
-    code = run_cli(lambda: run_carbon_training(config, encoder=PoisonedCarbon()))
+    code = run_cli(lambda: run_carbon_training(config, encoder=PoisonedCarbon(), devices=one_device))
     err = capsys.readouterr().err
     assert code == 5, err
     typed = [line for line in err.splitlines() if line.startswith("error[")]

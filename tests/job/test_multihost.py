@@ -1,8 +1,9 @@
 """Two local processes over loopback (jax.distributed, gloo CPU collectives, 2 devices each).
 
-The same 20-step job runs as 2 processes x 2 devices and as 1 process x 4
-devices; the parameters must agree. Killing both processes and starting them
-again must end bitwise equal to the uninterrupted two-process run.
+A 20-step job (ordered gradient sum, Carbon states from one pre-filled
+feature cache) runs as 2 processes x 2 devices: the same job on 1 process x 4
+devices must train the same params (within 1e-6), and killing both processes
+and starting them again must end bitwise equal to the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,8 +44,16 @@ def device_env(n_devices: int) -> dict[str, str]:
     }
 
 
-def run_args(job_inputs: dict[str, Path], run_dir: Path) -> list[str]:
-    return job_args(job_inputs, run_dir, f"--max_steps={STEPS}", "--checkpoint_every_steps=3")
+def run_args(job_inputs: dict[str, Path], run_dir: Path, cache_dir: Path) -> list[str]:
+    """Every run here: 20 steps, checkpoints every 3, the ordered gradient sum, states from ``cache_dir``."""
+    return job_args(
+        job_inputs,
+        run_dir,
+        f"--max_steps={STEPS}",
+        "--checkpoint_every_steps=3",
+        "--grad_reduction=ordered",
+        f"--feature_cache_dir={cache_dir}",
+    )
 
 
 class ProcessGroup:
@@ -114,20 +124,57 @@ def events(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def two_process_run(job_inputs, tmp_path_factory):
+def feature_cache(job_inputs, tmp_path_factory) -> Path:
+    """Every Carbon state the runs ask for, encoded once.
+
+    torch's CPU kernels round a window's state differently depending on the
+    batch it is encoded in, and each process of a multi-process run encodes only
+    its own rows; reading one cache gives every layout the same inputs.
+    """
+    root = tmp_path_factory.mktemp("features")
+    cache_dir = root / "cache"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge.encode", *run_args(job_inputs, root / "unused", cache_dir), "--splits=train,validation", "--noprogress"],
+        cwd=REPO,
+        env=device_env(1),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cache_dir
+
+
+@pytest.fixture(scope="module")
+def two_process_run(job_inputs, feature_cache, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("two-process") / "run"
-    run_group(run_args(job_inputs, run_dir))
+    run_group(run_args(job_inputs, run_dir, feature_cache))
     return run_dir
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="measured 1.16e-6 max abs difference (gloo all-reduce order vs in-process), above the 1e-6 target",
-)
-def test_two_processes_train_the_same_params_as_one_process_with_four_devices(two_process_run, job_inputs, tmp_path):
+def test_two_processes_log_once_and_write_every_artifact(two_process_run):
+    # One writer: process 0 logged every step exactly once and recorded the 4 global devices.
+    log = events(two_process_run)
+    start = next(e for e in log if e["event"] == "train.start")
+    assert start["devices"] == 4 and start["processes"] == 2
+    steps = [e["step"] for e in log if e["event"] == "train.progress"]
+    assert steps == list(range(1, STEPS + 1))
+    metrics = json.loads((two_process_run / "metrics.json").read_text())
+    assert metrics["sample_count"] == STEPS * 8
+    assert (two_process_run / "training_curves.png").is_file()
+
+
+def test_two_processes_train_the_params_of_one_process_with_four_devices(two_process_run, job_inputs, feature_cache, tmp_path):
+    """2 processes x 2 devices against 1 process x 4 devices after 20 steps: params within 1e-6.
+
+    The runs use ``--grad_reduction=ordered``: with XLA's all-reduce, gloo adds the
+    processes' partial gradients in another order than the in-process all-reduce,
+    and some leaves drift past 1e-6 (1.2e-6 measured). What is left here (2.4e-7
+    measured) is XLA's CPU backend splitting some loops by each process's thread pool.
+    """
     single_dir = tmp_path / "single"
     proc = subprocess.run(
-        main_command(run_args(job_inputs, single_dir)),
+        main_command(run_args(job_inputs, single_dir, feature_cache)),
         cwd=REPO,
         env=device_env(4),
         capture_output=True,
@@ -140,27 +187,19 @@ def test_two_processes_train_the_same_params_as_one_process_with_four_devices(tw
     assert step == single_step == STEPS
     assert multi.keys() == single.keys()
     # Attention key biases are skipped: their gradient is zero in exact arithmetic (softmax is
-    # shift-invariant per query), so they hold only reduction-order rounding that Adam rescales.
-    compared = {k: v for k, v in multi.items() if not ("['key']" in k and "bias" in k)}
+    # shift-invariant per query), so they hold only rounding noise that Adam rescales to ~lr.
+    compared = {k: v for k, v in single.items() if not ("['key']" in k and "bias" in k)}
     assert len(compared) > 60
-    worst = max(float(np.max(np.abs(v - single[k]))) for k, v in compared.items())
-    assert worst <= 1e-6, f"params differ by {worst}"
-
-    # One writer: process 0 logged every step exactly once and recorded the 4 global devices.
-    log = events(two_process_run)
-    start = next(e for e in log if e["event"] == "train.start")
-    assert start["devices"] == 4 and start["processes"] == 2
-    steps = [e["step"] for e in log if e["event"] == "train.progress"]
-    assert steps == list(range(1, STEPS + 1))
-    metrics = json.loads((two_process_run / "metrics.json").read_text())
-    single_metrics = json.loads((single_dir / "metrics.json").read_text())
-    assert metrics["sample_count"] == single_metrics["sample_count"] == STEPS * 8
-    assert (two_process_run / "training_curves.png").is_file()
+    worst = max(float(np.max(np.abs(multi[k] - v))) for k, v in compared.items())
+    assert worst <= 1e-6, f"params differ by up to {worst}"
+    losses = [[e["loss"] for e in events(d) if e["event"] == "train.progress"] for d in (two_process_run, single_dir)]
+    assert len(losses[0]) == STEPS
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
 
 
-def test_killing_both_processes_and_resuming_is_bitwise_exact(two_process_run, job_inputs, tmp_path):
+def test_killing_both_processes_and_resuming_is_bitwise_exact(two_process_run, job_inputs, feature_cache, tmp_path):
     run_dir = tmp_path / "killed"
-    args = run_args(job_inputs, run_dir)
+    args = run_args(job_inputs, run_dir, feature_cache)
     kill_at = 8  # past the checkpoint at step 6, before the one at 9
     with ProcessGroup(args) as group:
         deadline = time.monotonic() + TIMEOUT

@@ -25,6 +25,7 @@ from geno_lewm_jax.sharding import (
     fetch,
     fsdp_spec,
     initialize_distributed,
+    ordered_sum,
     state_shardings,
 )
 from geno_lewm_jax.training.trainer import Trainer, TrainerBatch, make_action_mask
@@ -35,9 +36,11 @@ K = 4
 D_STATE = 32
 
 
-def small_config(layout: str = "replicated"):
+def small_config(layout: str = "replicated", reduction: str = "all_reduce", groups: int = 0):
     return load_config(
         overrides={
+            "runtime.grad_reduction": reduction,
+            "runtime.reduction_groups": groups,
             "predictor.d_state": D_STATE,
             "predictor.d_hidden": 64,
             "predictor.ffn_dim": 128,
@@ -77,14 +80,15 @@ def _modules():
 
 
 @functools.cache
-def make_trainer(layout: str, n_devices: int) -> Trainer:
-    """One trainer (one compiled step) per layout and device count, shared by the tests of this file."""
-    return Trainer(*_modules(), None, small_config(layout), total_steps=STEPS, mesh=data_mesh(jax.devices()[:n_devices]))
+def make_trainer(layout: str, n_devices: int, reduction: str = "all_reduce", groups: int = 0) -> Trainer:
+    """One trainer (one compiled step) per layout, device count and reduction, shared by the tests of this file."""
+    config = small_config(layout, reduction, groups)
+    return Trainer(*_modules(), None, config, total_steps=STEPS, mesh=data_mesh(jax.devices()[:n_devices]))
 
 
-def fresh_trainer(layout: str, n_devices: int) -> Trainer:
-    """The shared trainer for (layout, n_devices), reset to the initial parameters and optimizer state."""
-    trainer = make_trainer(layout, n_devices)
+def fresh_trainer(layout: str, n_devices: int, reduction: str = "all_reduce", groups: int = 0) -> Trainer:
+    """The shared trainer for these settings, reset to the initial parameters and optimizer state."""
+    trainer = make_trainer(layout, n_devices, reduction, groups)
     trainer.restore_state(initial_state())
     return trainer
 
@@ -153,8 +157,9 @@ def test_fsdp_trainer_really_splits_params_and_optimizer_state():
 
 # --- equivalence -----------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["replicated", "fsdp"])
+@pytest.mark.parametrize("layout", ["fsdp"])
 def test_eight_devices_train_the_same_params_as_one(layout, one_device_run):
+    """(``replicated`` on 8 vs 1 devices: tests/training/test_training_trainer.py, 20 steps, 1e-6.)"""
     reference, ref_losses = one_device_run
     trainer = fresh_trainer(layout, 8)
     losses = train(trainer, 1, STEPS)
@@ -164,11 +169,13 @@ def test_eight_devices_train_the_same_params_as_one(layout, one_device_run):
 
 
 # --- resharding ------------------------------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", ["fsdp", "replicated"])
-def test_restore_of_an_eight_device_checkpoint_on_four_devices_continues_identically(layout, tmp_path):
+def _eight_then_four(tmp_path, layout: str, reduction: str = "all_reduce", groups: int = 0):
+    """Train 8 devices to STEPS with a checkpoint halfway; restore it onto 4 devices and continue.
+
+    Returns (8-device losses after the checkpoint, 4-device losses, the two trainers, the saved state).
+    """
     half = STEPS // 2
-    eight = fresh_trainer(layout, 8)
+    eight = fresh_trainer(layout, 8, reduction, groups)
     train(eight, 1, half)
     saved = fetch(eight.state, eight.mesh)
     store = CheckpointStore(tmp_path / "checkpoints")
@@ -176,7 +183,7 @@ def test_restore_of_an_eight_device_checkpoint_on_four_devices_continues_identic
     store.wait()
     eight_losses = train(eight, half + 1, STEPS)
 
-    four = fresh_trainer(layout, 4)
+    four = fresh_trainer(layout, 4, reduction, groups)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), four.state)
     restored = store.restore_latest(abstract)
     store.close()
@@ -185,10 +192,57 @@ def test_restore_of_an_eight_device_checkpoint_on_four_devices_continues_identic
     assert {x.sharding.mesh.shape[DATA_AXIS] for x in jax.tree.leaves(four.state)} == {4}
     for got, want in zip(jax.tree.leaves(fetch(four.state, four.mesh)), jax.tree.leaves(saved)):
         assert np.array_equal(got, want)  # the restore itself is lossless
-    four_losses = train(four, half + 1, STEPS)
+    return eight_losses, train(four, half + 1, STEPS), eight, four, saved
 
+
+@pytest.mark.slow
+def test_restore_of_an_eight_device_fsdp_checkpoint_on_four_devices_continues(tmp_path):
+    eight_losses, four_losses, _, four, saved = _eight_then_four(tmp_path, "fsdp")
     # Handed the saved state directly, the 4-device step gives the very same losses, bit for bit ...
     four.restore_state(saved)
-    assert train(four, half + 1, STEPS) == four_losses
-    # ... and they match the 8-device continuation up to the reduction order of the batch mean.
+    assert train(four, 1 + STEPS // 2, STEPS) == four_losses
+    # ... and they match the 8-device continuation up to the order XLA's all-reduce adds in.
     np.testing.assert_allclose(four_losses, eight_losses, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_ordered_reduction_continues_an_eight_device_checkpoint_on_four_devices_bit_for_bit(tmp_path, one_device_run):
+    """With a fixed-order gradient sum over 8 groups, the device count changes no bit of the run."""
+    eight_losses, four_losses, eight, four, _ = _eight_then_four(tmp_path, "replicated", "ordered", 8)
+    assert four_losses == eight_losses
+    for got, want in zip(jax.tree.leaves(fetch(four.params, four.mesh)), jax.tree.leaves(fetch(eight.params, eight.mesh))):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    # The same training as XLA's all-reduce, up to rounding.
+    assert max_abs_diff(fetch(four.params, four.mesh), one_device_run[0]) <= 1e-6
+
+
+def test_ordered_sum_adds_every_devices_groups_in_global_order():
+    mesh = data_mesh(jax.devices()[:4])
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal((8, 5, 3)) * 10.0 ** rng.integers(-4, 4, size=(8, 1, 1))).astype(np.float32)
+    summed = jax.jit(
+        jax.shard_map(
+            lambda x: ordered_sum(x, DATA_AXIS, 4),
+            mesh=mesh,
+            in_specs=PartitionSpec(DATA_AXIS),
+            out_specs=PartitionSpec(),
+            check_vma=False,
+        )
+    )(values)
+    expected = values[0]
+    for g in range(1, 8):
+        expected = expected + values[g]  # float32, left to right
+    assert np.array_equal(np.asarray(summed), expected)
+
+
+def test_reduction_groups_must_fit_the_devices_and_the_batch():
+    with pytest.raises(InputError, match="runtime.reduction_groups") as info:
+        Trainer(*_modules(), None, small_config("replicated", "ordered", 6), total_steps=STEPS, mesh=data_mesh(jax.devices()[:4]))
+    assert info.value.details["field"] == "runtime.reduction_groups"
+    trainer = Trainer(*_modules(), None, small_config("replicated", "ordered", 32), total_steps=STEPS, mesh=data_mesh(jax.devices()[:4]))
+    assert trainer.reduction_groups == 32
+    with pytest.raises(InputError, match="reduction_groups=32") as info:
+        trainer.train_step(make_batch(1), 1)  # 16 rows cannot make 32 groups
+    assert info.value.details["field"] == "data.batch_size"
+    default = Trainer(*_modules(), None, small_config("replicated", "ordered"), total_steps=STEPS, mesh=data_mesh(jax.devices()[:4]))
+    assert default.reduction_groups == 4  # one group per device

@@ -287,10 +287,16 @@ def tiny_batch(k: int, seed: int) -> TrainerBatch:
     return TrainerBatch(state=state, targets=targets, features=featurize_edits(rows), action_mask=mask)
 
 
+def tiny_trainer() -> Trainer:
+    """The TINY trainer on one device: these tests are about buckets and state, not layouts."""
+    config = load_config(overrides=TINY)
+    mesh = data_mesh(jax.devices()[:1])
+    return Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, 50, mesh=mesh)
+
+
 @pytest.fixture(scope="module")
 def tiny():
-    config = load_config(overrides=TINY)
-    return Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, 50)
+    return tiny_trainer()
 
 
 @pytest.mark.slow
@@ -421,7 +427,8 @@ def test_a_custom_optax_chain_trains_with_the_scheduled_learning_rate():
 
     config = load_config(overrides=TINY)
     sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0)
-    trainer = Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), sgd, config, 50)
+    mesh = data_mesh(jax.devices()[:1])
+    trainer = Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), sgd, config, 50, mesh=mesh)
     before = jax.device_get(trainer.params)
     result = trainer.train_step(tiny_batch(2, seed=70), 1)
     assert not result.skipped and result.grad_norm > 0
@@ -431,8 +438,7 @@ def test_a_custom_optax_chain_trains_with_the_scheduled_learning_rate():
 
 
 def test_precompiled_buckets_serve_the_steps_without_retracing():
-    config = load_config(overrides=TINY)
-    trainer = Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, 50)
+    trainer = tiny_trainer()
     trainer.precompile(B, [2, 1], wait=True)
     assert trainer.trace_count == 2
     for step, k in enumerate([1, 2, 2, 1], 1):
