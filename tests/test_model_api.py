@@ -401,3 +401,40 @@ def test_action_encoder_input_checks(encoder):
 def test_importing_the_model_never_imports_torch():
     code = "import sys, geno_lewm_jax, geno_lewm_jax.model, geno_lewm_jax.interop; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={"JAX_PLATFORMS": "cpu", "PATH": ""})
+
+
+def test_attention_over_one_key_reads_its_value_bit_for_bit():
+    """The one-key shortcut (K = 1 state->action blocks) equals the softmax path, gradients included."""
+    from geno_lewm_jax.model.attention import Attention
+    from geno_lewm_jax.model.initializers import truncated_fan_in
+
+    attn = Attention(32, 4, qkv_init=truncated_fan_in(32), out_init=truncated_fan_in(32), rngs=nnx.Rngs(5))
+    rng = np.random.default_rng(0)
+    queries = jnp.asarray(rng.standard_normal((3, 2, 32)), jnp.float32)
+    memory = jnp.asarray(rng.standard_normal((3, 1, 32)), jnp.float32)
+    mask = jnp.asarray([[[True], [True]], [[False], [True]], [[True], [False]]])
+
+    def softmax_path(module, q, m):
+        def heads(x):
+            return x.reshape(*x.shape[:-1], 4, 8)
+
+        out = jax.nn.dot_product_attention(
+            heads(module.query(q)), heads(module.key(m)), heads(module.value(m)), mask=mask[:, None]
+        )
+        return module.out(out.reshape(*out.shape[:-2], -1))
+
+    def loss(fn):
+        return lambda module, q, m: jnp.sum(jnp.sin(fn(module, q, m)))
+
+    fast, slow = attn(queries, memory, mask), softmax_path(attn, queries, memory)
+    assert fast.shape == (3, 2, 32) and np.array_equal(fast, slow)
+    grad = nnx.grad(loss(lambda module, q, m: module(q, m, mask)), argnums=(0, 1, 2))
+    grad_slow = nnx.grad(loss(softmax_path), argnums=(0, 1, 2))
+    (g_fast, gq_fast, gm_fast), (g_slow, gq_slow, gm_slow) = grad(attn, queries, memory), grad_slow(attn, queries, memory)
+    assert np.array_equal(gq_fast, gq_slow) and not np.any(gq_slow)  # the queries do not matter
+    assert np.array_equal(gm_fast, gm_slow)
+    fast_leaves, slow_leaves = nnx.to_pure_dict(g_fast), nnx.to_pure_dict(g_slow)
+    for name in ("query", "key", "value", "out"):
+        for part in ("kernel", "bias"):
+            assert np.array_equal(fast_leaves[name][part], slow_leaves[name][part]), (name, part)
+    assert not np.any(slow_leaves["query"]["kernel"]) and not np.any(slow_leaves["key"]["kernel"])

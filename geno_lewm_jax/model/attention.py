@@ -44,7 +44,12 @@ class Attention(nnx.Module):
 
     def __call__(self, queries: jax.Array, memory: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         """queries [N, T, d], memory [N, S, d], mask bool [N, T, S] (True = may attend) -> [N, T, d]."""
-
+        if memory.shape[-2] == 1:
+            # One key (a state token reading K = 1 actions): the softmax over it is exactly 1, masked
+            # or not, so every query reads that key's value, and the query and key projections get
+            # gradients of exactly 0. Skipping them changes no bit of the output or of any gradient.
+            values = self.value(memory)
+            return self.out(jnp.broadcast_to(values, (*queries.shape[:-1], values.shape[-1])))
         def heads(x: jax.Array) -> jax.Array:
             return x.reshape(*x.shape[:-1], self.n_heads, x.shape[-1] // self.n_heads)
 
