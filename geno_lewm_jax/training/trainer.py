@@ -364,7 +364,7 @@ class Trainer:
         so on two or more devices of one process the step gives the same bits for
         any device count that holds whole groups. (Across processes on CPU, XLA
         splits some loops by each process's thread pool: ~1e-7 apart after 20
-        steps; a single device compiles without the partitioner: ~3e-7.)
+        steps; a single device rounds the readout's gradient differently: ~3e-7.)
         """
         n = self.mesh.shape[DATA_AXIS]
         per_device = self.reduction_groups // n
