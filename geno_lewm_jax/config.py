@@ -171,7 +171,7 @@ class RuntimeConfig:
         "all_reduce",
         "How the batch's gradients are summed: XLA's all-reduce (its order follows the device and process"
         " layout), or a fixed-order sum over reduction_groups batch groups that makes a step bitwise"
-        " independent of the layout (costs one extra parameter copy and an all-to-all per step).",
+        " independent of the layout (each device gathers all groups' gradients: G copies in memory).",
     )
     reduction_groups: int = _f(
         0,

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -152,28 +151,22 @@ def reduction_group_count(requested: int, mesh: Mesh) -> int:
     return groups
 
 
-def ordered_sum(stacked: jax.Array, axis_name: str, n: int) -> jax.Array:
+def ordered_sum(stacked: jax.Array, axis_name: str) -> jax.Array:
     """Inside ``shard_map``: the sum over every device's groups, added in global group order.
 
     ``stacked`` [local groups, *shape] holds this device's per-group values;
     device d's groups come after device d-1's. XLA's all-reduce adds partial
     sums in an order that depends on the device and process layout, so the
-    last bits of a gradient do too. Here each leaf is flattened and split into
-    ``n`` chunks; an all-to-all hands device d chunk d of every group, which it
-    adds in group order; an all-gather reassembles the leaf. The arithmetic is
-    the same on any layout, the transfer is that of an all-reduce
-    (reduce-scatter plus all-gather) and the extra memory one copy of the leaf.
+    last bits of a gradient do too. Here every device gathers all groups'
+    values (a copy) and adds them left to right, so the arithmetic is the same
+    on any layout. The price: each device holds all G groups' values of a leaf
+    at once, and the transfer is G / n times that of an all-reduce.
     """
-    local, shape = stacked.shape[0], stacked.shape[1:]
-    flat = stacked.reshape(local, -1)
-    size = flat.shape[1]
-    if size % n:
-        flat = jnp.pad(flat, ((0, 0), (0, n - size % n)))
-    chunks = jax.lax.all_to_all(flat, axis_name, split_axis=1, concat_axis=0, tiled=True)  # [all groups, size / n]
-    total = chunks[0]
-    for g in range(1, chunks.shape[0]):
-        total = total + chunks[g]
-    return jax.lax.all_gather(total, axis_name, tiled=True)[:size].reshape(shape)
+    every = jax.lax.all_gather(stacked, axis_name, tiled=True)  # [all groups, *shape]
+    total = every[0]
+    for g in range(1, every.shape[0]):
+        total = total + every[g]
+    return total
 
 
 # --- multi-host start-up ---------------------------------------------------------------------------

@@ -391,7 +391,7 @@ class Trainer:
             per_group = [
                 pullback(mine[g * group_rows : (g + 1) * group_rows])[0] for g, pullback in enumerate(pullbacks)
             ]
-            grads = jax.tree.map(lambda *leaf: ordered_sum(jnp.stack(leaf), DATA_AXIS, n), *per_group)
+            grads = jax.tree.map(lambda *leaf: ordered_sum(jnp.stack(leaf), DATA_AXIS), *per_group)
             return loss, parts, whole, grads
 
         loss, parts, prediction, grads = jax.shard_map(

@@ -222,7 +222,7 @@ def test_ordered_sum_adds_every_devices_groups_in_global_order():
     values = (rng.standard_normal((8, 5, 3)) * 10.0 ** rng.integers(-4, 4, size=(8, 1, 1))).astype(np.float32)
     summed = jax.jit(
         jax.shard_map(
-            lambda x: ordered_sum(x, DATA_AXIS, 4),
+            lambda x: ordered_sum(x, DATA_AXIS),
             mesh=mesh,
             in_specs=PartitionSpec(DATA_AXIS),
             out_specs=PartitionSpec(),
