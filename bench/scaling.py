@@ -72,10 +72,7 @@ def our_case(
         trainer.train_step(prepared, counter["step"])  # returns after fetching the loss: synchronous
 
     seconds = median_seconds(step, repeats)
-    compiled = trainer._train.lower((trainer.params, trainer.opt_state), trainer._rest, prepared, np.float32(1e-4)).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", float("nan")))  # per device for an SPMD program
+    flops = trainer.step_flops(host)  # per device for an SPMD program
     n = mesh.devices.size
     out = {
         "devices": n,

@@ -147,11 +147,7 @@ def run_case(steps: int, batch: int, repeats: int, matmul_rate: float) -> dict:
         ref_trainer.train_step(ref_batch, step=counters["ref"])
 
     ours_ms, ref_ms = block_medians(ours_step, ref_step, repeats)
-    prepared = trainer.prepare(ours_batch)
-    compiled = trainer._train.lower((trainer.params, trainer.opt_state), trainer._rest, prepared, np.float32(1e-4)).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", float("nan")))
+    flops = trainer.step_flops(ours_batch)
     achieved = flops / (ours_ms / 1000) / 1e9
     return {
         "case": "train_step",

@@ -100,8 +100,13 @@ class SelfAttentionBlock(nnx.Module):
         self.ffn_norm = layer_norm(d_hidden, rngs)
         self.ffn = FeedForward(d_hidden, ffn_dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, tokens: jax.Array, token_mask: jax.Array) -> jax.Array:
-        """tokens [N, T, H], token_mask bool [N, T]."""
+    def __call__(self, tokens: jax.Array, token_mask: jax.Array, *, keys_only: int = 0) -> jax.Array:
+        """tokens [N, T, H], token_mask bool [N, T] -> [N, T - keys_only, H].
+
+        The first ``keys_only`` tokens serve as keys and values but are not
+        updated (nor returned): every row's update depends only on its own
+        query, so the rows returned are those of the full block.
+        """
         normed = self.attn_norm(tokens)
-        tokens = tokens + self.attn(normed, normed, token_mask[:, None, :])
+        tokens = tokens[:, keys_only:] + self.attn(normed[:, keys_only:], normed, token_mask[:, None, :])
         return tokens + self.ffn(self.ffn_norm(tokens))

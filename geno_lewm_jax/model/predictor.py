@@ -157,9 +157,12 @@ class Predictor(nnx.Module):
             state_token, action_tokens = block(state_token, action_tokens, key_mask)
         tokens = jnp.concatenate([state_token, action_tokens], axis=1)
         token_mask = jnp.concatenate([jnp.ones_like(key_mask[:, :1]), key_mask], axis=1)
-        for block in self.self_blocks:
-            tokens = block(tokens, token_mask)
-        outputs = tokens[:, 1:]
+        n_self = len(self.self_blocks)
+        for i in range(n_self):
+            # Only the action tokens are read out: the last block updates them alone (the state token
+            # is still a key there), which saves its state row's query, output and feed-forward work.
+            tokens = self.self_blocks[i](tokens, token_mask, keys_only=1 if i == n_self - 1 else 0)
+        outputs = tokens if n_self else tokens[:, 1:]
         if views:
             diagonal = jnp.arange(steps)
             outputs = outputs.reshape(batch, steps, steps, -1)[:, diagonal, diagonal]

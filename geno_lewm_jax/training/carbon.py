@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from flax import nnx
 
 from geno_lewm_jax import __version__
 from geno_lewm_jax import config as cfg
@@ -188,20 +189,24 @@ def _buckets_in_order_of_need(stream: Any, cursor: dict[str, Any] | None, lookah
 
 
 def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: list[int]) -> Future:
-    """Build the modules and the Trainer on worker threads, then queue the step's compile per K bucket.
+    """Compile the step per K bucket from the modules' shapes, while the modules are built; return the Trainer.
 
-    Both are mostly XLA compiles (which release the GIL), so they overlap loading
-    Carbon and encoding the first batches instead of preceding them.
+    The compile is the longest part of the start, and it needs only shapes, so it
+    begins first (on the trainer's compile thread); the random initialisation
+    (itself a few dozen small compiles) and loading Carbon overlap it.
     """
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trainer-build")
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="trainer-build")
     predictor = pool.submit(build_predictor, config, seed=seeds.predictor)
     action_encoder = pool.submit(build_action_encoder, config, seed=seeds.predictor + 1)
 
     def build() -> Trainer:
-        trainer = Trainer(
-            predictor.result(), action_encoder.result(), None, config, total_steps=config.training.max_steps, mesh=mesh
+        shapes = (
+            nnx.eval_shape(lambda: build_predictor(config, seed=seeds.predictor)),
+            nnx.eval_shape(lambda: build_action_encoder(config, seed=seeds.predictor + 1)),
         )
+        trainer = Trainer(*shapes, None, config, total_steps=config.training.max_steps, mesh=mesh)
         trainer.precompile(config.data.batch_size // jax.process_count(), buckets)
+        trainer.initialize(predictor.result(), action_encoder.result())
         return trainer
 
     future = pool.submit(build)

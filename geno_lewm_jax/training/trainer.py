@@ -19,7 +19,11 @@ FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch
 
 The step compiles once per (global batch rows, K bucket): on first use, or ahead
 of time on a background thread (:meth:`Trainer.precompile`), which is how the
-main job keeps XLA's compile off the path to its first step.
+main job keeps XLA's compile off the path to its first step. The modules may
+be abstract (``nnx.eval_shape(lambda: build_predictor(config))``): the step
+needs only shapes, so it can compile while the real parameters are still being
+made; the trainer then holds no state until :meth:`Trainer.initialize` (fresh
+parameters and optimizer state) or :meth:`Trainer.restore_state`.
 
 The KL rows are those the reference sees: every (b, k) with k below the
 batch's longest row, padding slots within it included; bucket padding beyond
@@ -81,6 +85,9 @@ from geno_lewm_jax.training.optimizer import (
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
 
 _RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite")
+_GRAD_NORM, _FINITE = _RESULT_FIELDS.index("grad_norm"), _RESULT_FIELDS.index("finite")
+_UPDATE = "update"
+"""The compile key of the optimizer-update program (gradient programs are keyed by (global rows, K))."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -241,8 +248,20 @@ def _check_batch(batch: Any, d_state: int) -> tuple[int, int]:
     return b, k
 
 
-def _spec(x: Any) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=x.sharding)
+def _spec(x: Any, sharding: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+
+
+def _is_abstract(tree: Any) -> bool:
+    return any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(tree))
+
+
+def _split_module(name: str, module: Any) -> tuple[Any, Any, Any]:
+    """(graphdef, params, rest) of one module, params and rest as pure dicts."""
+    if not isinstance(module, nnx.Module):
+        raise InputError(f"{name} must be a flax.nnx.Module, got {type(module).__name__}", details={"field": name})
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
 
 def _is_clip(node: Any) -> bool:
@@ -286,15 +305,11 @@ class Trainer:
         self.max_len = int(config.action.max_len)
         self.d_state = int(config.predictor.d_state)
         self.base_lr = float(config.optimizer.lr)
-        self._defs = {}
-        self._rest = {}
+        self._defs: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
         for name, module in (("predictor", predictor), ("action_encoder", action_encoder)):
-            if not isinstance(module, nnx.Module):
-                raise InputError(f"{name} must be a flax.nnx.Module, got {type(module).__name__}", details={"field": name})
-            graphdef, _, rest = nnx.split(module, nnx.Param, ...)
-            self._defs[name] = graphdef
-            self._rest[name] = nnx.to_pure_dict(rest)
-        params = trainable_params(predictor, action_encoder)
+            self._defs[name], params[name], rest[name] = _split_module(name, module)
         self.optimizer = optimizer if optimizer is not None else build_adamw_optimizer(config, params)
         self.param_layout = check_param_layout(config.runtime.param_sharding)
         self.grad_reduction = config.runtime.grad_reduction
@@ -309,32 +324,96 @@ class Trainer:
         self._clip_norm = any(isinstance(s, ClipState) for s in jax.tree.leaves(abstract_opt_state, is_leaf=_is_clip))
         # runtime.param_sharding picks only these shardings; the jitted step is the same for every layout.
         self._state_sharding = state_shardings((params, abstract_opt_state), self.mesh, self.param_layout)
-        # put_state keeps every leaf in its own buffer: the step donates this state
-        # (cloned layers start from the same arrays, and a 1-device put would keep them shared).
-        self._params = put_state(params, self._state_sharding[0])
-        # One compiled init, made in place with its layout (eagerly, each moment shape compiles on its own).
-        self._opt_state = jax.jit(self.optimizer.init, out_shardings=self._state_sharding[1])(self._params)
-        self._rest = jax.device_put(self._rest, self._replicated)
-        # What the step is compiled for, taken once: background compiles must not read arrays a step donates.
-        self._state_spec = jax.tree.map(_spec, ((self._params, self._opt_state), self._rest))
+        # What the step is compiled for, fixed here from shapes alone (abstract modules suffice, and
+        # background compiles never read arrays that a step donates).
+        self._state_spec = (
+            jax.tree.map(_spec, (params, abstract_opt_state), self._state_sharding),
+            jax.tree.map(lambda x: _spec(x, self._replicated), rest),
+        )
+        self._params: Any = None
+        self._opt_state: Any = None
+        self._rest: Any = None
+        if not _is_abstract((params, rest)):
+            self._place_fresh(params, rest)
         self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
         # One compiled step per K bucket, made ahead of time (precompile) or on first use.
-        self._executables: dict[tuple[int, int], Future] = {}
+        self._executables: dict[Any, Future] = {}
         self._compile_lock = threading.Lock()
         self._compile_queue: list[tuple[tuple[int, int], Future]] = []
         self._compiler: threading.Thread | None = None
-        self._train = jax.jit(
-            self._train_step,
+        self._update_compiler: threading.Thread | None = None
+        self._gradients = jax.jit(
+            self._gradient_step,
+            in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
+            out_shardings=(self._state_sharding[0], self._replicated),
+        )
+        self._update = jax.jit(
+            self._update_step,
             donate_argnums=(0,),
-            in_shardings=(self._state_sharding, self._replicated, self._batch_sharding, self._replicated),
+            in_shardings=(self._state_sharding, self._state_sharding[0], self._replicated, self._replicated),
             out_shardings=(self._state_sharding, self._replicated),
         )
         self._eval = jax.jit(
             self._eval_step,
             in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
         )
+
+    def _place_fresh(self, params: Any, rest: Any) -> None:
+        """Lay out ``params`` and ``rest`` on the mesh and start a fresh optimizer state for them."""
+        # put_state keeps every leaf in its own buffer: the step donates this state
+        # (cloned layers start from the same arrays, and a 1-device put would keep them shared).
+        self._params = put_state(params, self._state_sharding[0])
+        # One compiled init, made in place with its layout (eagerly, each moment shape compiles on its own).
+        self._opt_state = jax.jit(self.optimizer.init, out_shardings=self._state_sharding[1])(self._params)
+        self._rest = jax.device_put(rest, self._replicated)
+
+    def initialize(self, predictor: nnx.Module, action_encoder: nnx.Module) -> None:
+        """Take the parameters of concrete modules and a fresh optimizer state (AdamW step 0).
+
+        For a trainer made from abstract modules: ``predictor`` and ``action_encoder``
+        must have the structure and shapes it was made with; compiled steps stay valid.
+        """
+        parts = {}
+        for name, module in (("predictor", predictor), ("action_encoder", action_encoder)):
+            graphdef, params, rest = _split_module(name, module)
+            if graphdef != self._defs[name]:
+                raise InputError(
+                    f"{name} is not the module this trainer was made for (different structure)",
+                    details={"field": name},
+                )
+            parts[name] = (params, rest)
+        params = {name: part[0] for name, part in parts.items()}
+        rest = {name: part[1] for name, part in parts.items()}
+        if _is_abstract((params, rest)):
+            raise InputError("initialize needs concrete modules, got abstract ones", details={"field": "predictor"})
+        self._check_leaves(params, self._state_spec[0][0], "params")
+        self._check_leaves(rest, self._state_spec[1], "rest")
+        self._place_fresh(params, rest)
+
+    def _check_leaves(self, tree: Any, spec: Any, field: str) -> None:
+        """``tree`` has ``spec``'s structure and every leaf its shape."""
+        want, got = jax.tree.structure(spec), jax.tree.structure(tree)
+        if want != got:
+            raise InputError(
+                f"trainer {field} does not match this trainer's parameter/optimizer layout",
+                details={"field": field, "expected": str(want)[:500], "got": str(got)[:500]},
+            )
+        for mine, theirs in zip(jax.tree.leaves(spec), jax.tree.leaves(tree)):
+            if np.shape(mine) != np.shape(theirs):
+                raise InputError(
+                    f"trainer {field} leaf has shape {np.shape(theirs)}, expected {np.shape(mine)}",
+                    details={"field": field, "shape": list(np.shape(theirs))},
+                )
+
+    def _require_state(self) -> None:
+        if self._params is None or self._rest is None:
+            raise InputError(
+                "this trainer was made from abstract modules and holds no parameters yet",
+                details={"field": "predictor"},
+                remediation="Call trainer.initialize(predictor, action_encoder) or trainer.restore_state(state) first.",
+            )
 
     # --- the pure step functions ------------------------------------------------------------
     def _predict(self, params: Any, rest: Any, batch: TrainerBatch) -> jax.Array:
@@ -404,15 +483,38 @@ class Trainer:
         grads = jax.lax.with_sharding_constraint(grads, self._state_sharding[0])
         return (loss, (parts, prediction)), grads
 
-    def _train_step(self, state: Any, rest: Any, batch: TrainerBatch, lr: jax.Array) -> tuple[Any, jax.Array]:
+    def _gradient_step(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, jax.Array]:
+        """Gradients of the objective and the step's scalars (``_RESULT_FIELDS``; grad_norm is the raw norm).
+
+        One program per K bucket; the optimizer update is a separate program
+        (:meth:`_update_step`) that does not depend on K, so it compiles once,
+        alongside the first bucket, and no later bucket compiles it again.
+        """
         self.trace_count += 1  # runs once per compilation, never per call
-        params, opt_state = state
         if self.reduction_groups:
             (loss, (parts, prediction)), grads = self._ordered_value_and_grad(params, rest, batch)
         else:
             (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
         raw_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(raw_norm)
+        mask = batch.action_mask
+        scalars = jnp.stack(
+            [
+                loss,
+                parts.pred_loss,
+                parts.kl_reg,
+                jnp.sum(mask).astype(jnp.float32),
+                _pred_var_per_dim(prediction, _kl_rows(mask)),
+                raw_norm,
+                finite.astype(jnp.float32),
+            ]
+        )
+        return grads, scalars
+
+    def _update_step(self, state: Any, grads: Any, lr: jax.Array, scalars: jax.Array) -> tuple[Any, jax.Array]:
+        """Apply the optimizer at learning rate ``lr`` unless the gradient step reported a non-finite value."""
+        params, opt_state = state
+        raw_norm = scalars[_GRAD_NORM]
 
         def apply(operands: Any) -> tuple[Any, Any, jax.Array]:
             p, s, g = operands
@@ -427,22 +529,9 @@ class Trainer:
         # A branch, not a select over the whole state: the update stays in place in the donated
         # buffers, where an elementwise where(finite, new, old) costs a copy of every leaf.
         new_params, new_opt, grad_norm = jax.lax.cond(
-            finite, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
+            scalars[_FINITE] == 1.0, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
         )
-        new_state = (new_params, new_opt)
-        mask = batch.action_mask
-        scalars = jnp.stack(
-            [
-                loss,
-                parts.pred_loss,
-                parts.kl_reg,
-                jnp.sum(mask).astype(jnp.float32),
-                _pred_var_per_dim(prediction, _kl_rows(mask)),
-                grad_norm,
-                finite.astype(jnp.float32),
-            ]
-        )
-        return new_state, scalars
+        return (new_params, new_opt), scalars.at[_GRAD_NORM].set(grad_norm)
 
     def _eval_step(self, params: Any, rest: Any, batch: TrainerBatch) -> EvalOutput:
         _, (parts, prediction) = self._forward(params, rest, batch)
@@ -456,14 +545,14 @@ class Trainer:
         )
 
     # --- compiled steps ----------------------------------------------------------------------
-    def _abstract_inputs(self, global_rows: int, k: int) -> tuple[Any, ...]:
-        """Shapes, dtypes and shardings of the step's inputs for a batch of ``global_rows`` x K = k."""
+    def _abstract_batch(self, global_rows: int, k: int) -> TrainerBatch:
+        """Shapes, dtypes and shardings of a batch of ``global_rows`` x K = k."""
 
         def rows(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
             return jax.ShapeDtypeStruct((global_rows, *shape), dtype, sharding=self._batch_sharding)
 
         i32 = jnp.int32
-        batch = TrainerBatch(
+        return TrainerBatch(
             state=rows((self.d_state,), jnp.float32),
             targets=rows((k, self.d_state), jnp.float32),
             features=EditFeatures(
@@ -472,20 +561,25 @@ class Trainer:
             ),
             action_mask=rows((k,), jnp.bool_),
         )
-        state, rest = self._state_spec
-        lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
-        return state, rest, batch, lr
 
-    def _compile_into(self, future: Future, key: tuple[int, int]) -> None:
-        """Compile the step for ``key`` = (global rows, K) into a running ``future`` (errors included)."""
+    def _lowered(self, key: Any) -> Any:
+        """The lowered program for ``key``: ``_UPDATE`` (the optimizer) or (global rows, K) (the gradients)."""
+        state, rest = self._state_spec
+        if key == _UPDATE:
+            lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
+            scalars = jax.ShapeDtypeStruct((len(_RESULT_FIELDS),), jnp.float32, sharding=self._replicated)
+            return self._update.lower(state, state[0], lr, scalars)
+        return self._gradients.lower(state[0], rest, self._abstract_batch(*key))
+
+    def _compile_into(self, future: Future, key: Any) -> None:
+        """Compile the program for ``key`` into a running ``future`` (errors included)."""
         try:
-            future.set_result(self._train.lower(*self._abstract_inputs(*key)).compile())
+            future.set_result(self._lowered(key).compile())
         except BaseException as exc:  # noqa: BLE001 - re-raised by whoever waits on the future
             future.set_exception(exc)
 
-    def _executable(self, global_rows: int, k: int) -> Any:
-        """The compiled step for this batch shape: made now, or awaited if a background compile holds it."""
-        key = (global_rows, k)
+    def _executable(self, key: Any) -> Any:
+        """The compiled program for ``key``: made now, or awaited if a background compile holds it."""
         with self._compile_lock:
             future = self._executables.get(key)
             mine = future is None or future.cancel()  # not compiled and not started: compile it here
@@ -497,11 +591,13 @@ class Trainer:
         return future.result()
 
     def precompile(self, batch_rows: int, buckets: Iterable[int] | None = None, *, wait: bool = False) -> None:
-        """Compile the step for ``batch_rows`` (this process's rows) at each K bucket on a background thread.
+        """Compile the step for ``batch_rows`` (this process's rows) at each K bucket on background threads.
 
-        Buckets compile in the order given (default: ``training.k_buckets``, capped at
-        ``action.max_len``) while the caller goes on (loading Carbon, encoding batches);
-        a step whose bucket is still queued compiles it itself, one already compiling is
+        The optimizer update (one program for every bucket) compiles on a thread of its
+        own, alongside the first bucket; the buckets' gradient programs compile one
+        after another in the order given (default: ``training.k_buckets``, capped at
+        ``action.max_len``) while the caller goes on (loading Carbon, encoding batches).
+        A step whose bucket is still queued compiles it itself, one already compiling is
         awaited. Compile errors surface at that step (or here, with ``wait``, which
         blocks until these buckets are compiled). :meth:`close` drops what is queued.
         """
@@ -509,6 +605,13 @@ class Trainer:
         self._check_rows(global_rows)
         wanted = tuple(dict.fromkeys(min(int(b), self.max_len) for b in (self.buckets if buckets is None else buckets)))
         with self._compile_lock:
+            if _UPDATE not in self._executables:
+                future = self._executables[_UPDATE] = Future()
+                future.set_running_or_notify_cancel()
+                self._update_compiler = threading.Thread(
+                    target=self._compile_into, args=(future, _UPDATE), name="update-compiler", daemon=True
+                )
+                self._update_compiler.start()
             for k in wanted:
                 key = (global_rows, k)
                 if key not in self._executables:
@@ -518,8 +621,9 @@ class Trainer:
                 self._compiler = threading.Thread(target=self._drain_compile_queue, name="step-compiler", daemon=True)
                 self._compiler.start()
         if wait:
+            self._executable(_UPDATE)
             for k in wanted:
-                self._executable(global_rows, k)
+                self._executable((global_rows, k))
 
     def _drain_compile_queue(self) -> None:
         while True:
@@ -532,15 +636,26 @@ class Trainer:
             self._compile_into(future, key)
 
     def close(self) -> None:
-        """Drop queued background compiles and wait for the one in progress (if any)."""
+        """Drop queued background compiles and wait for those in progress (if any)."""
         with self._compile_lock:
             for key, future in self._compile_queue:
                 if future.cancel() and self._executables.get(key) is future:
                     del self._executables[key]
             self._compile_queue.clear()
-            compiler = self._compiler
-        if compiler is not None:
-            compiler.join()
+            compilers = (self._compiler, self._update_compiler)
+        for compiler in compilers:
+            if compiler is not None:
+                compiler.join()
+
+    def step_flops(self, batch: TrainerBatch) -> float:
+        """XLA's FLOP count of one step on ``batch``'s shape (gradients plus optimizer update)."""
+        prepared = self.prepare(batch)
+        total = 0.0
+        for key in (tuple(prepared.action_mask.shape), _UPDATE):
+            cost = self._executable(key).cost_analysis()
+            cost = cost[0] if isinstance(cost, list) else cost
+            total += float(cost.get("flops", float("nan")))
+        return total
 
     # --- host side ---------------------------------------------------------------------------
     def _check_rows(self, global_rows: int) -> None:
@@ -577,9 +692,12 @@ class Trainer:
             step, total_steps=self.total_steps, warmup_steps=opt.warmup_steps, schedule=opt.schedule
         )
         lr = np.float32(self.base_lr * multiplier)
+        self._require_state()
         prepared = self.prepare(batch)
-        step_fn = self._executable(*prepared.action_mask.shape)
-        (self._params, self._opt_state), scalars = step_fn((self._params, self._opt_state), self._rest, prepared, lr)
+        gradients = self._executable(tuple(prepared.action_mask.shape))
+        update = self._executable(_UPDATE)
+        grads, scalars = gradients(self._params, self._rest, prepared)
+        (self._params, self._opt_state), scalars = update((self._params, self._opt_state), grads, lr, scalars)
         values = dict(zip(_RESULT_FIELDS, (float(v) for v in jax.device_get(scalars))))
         finite = values["finite"] == 1.0
         if not finite and self.nan_policy == "raise":
@@ -602,10 +720,12 @@ class Trainer:
 
     def eval_step(self, batch: TrainerBatch, params: Any = None) -> EvalOutput:
         """Predictions and loss parts for ``batch`` under ``params`` (default: the current ones; no update)."""
+        self._require_state()
         return self._eval(self._params if params is None else params, self._rest, self.prepare(batch))
 
     def params_snapshot(self) -> Any:
         """A device copy of the current parameters that later steps (which donate theirs) leave intact."""
+        self._require_state()
         return jax.device_put(self._params, self._state_sharding[0], may_alias=False)
 
     def observe_collapse(
@@ -641,20 +761,12 @@ class Trainer:
         """Load a pytree shaped like :attr:`state` (e.g. from a checkpoint) with this trainer's layout."""
         if not isinstance(state, dict) or set(state) != {"params", "opt_state"}:
             raise InputError("trainer state must be a dict with params and opt_state", details={"field": "state"})
-        want = jax.tree.structure(self.state)
-        got = jax.tree.structure(state)
-        if want != got:
-            raise InputError(
-                "trainer state does not match this trainer's parameter/optimizer layout",
-                details={"field": "state", "expected": str(want)[:500], "got": str(got)[:500]},
-            )
-        for mine, theirs in zip(jax.tree.leaves(self.state), jax.tree.leaves(state)):
-            if np.shape(mine) != np.shape(theirs):
-                raise InputError(
-                    f"trainer state leaf has shape {np.shape(theirs)}, expected {np.shape(mine)}",
-                    details={"field": "state", "shape": list(np.shape(theirs))},
-                )
+        if self._rest is None and jax.tree.leaves(self._state_spec[1]):
+            self._require_state()  # non-parameter variables come only from concrete modules (initialize)
+        self._check_leaves((state["params"], state["opt_state"]), self._state_spec[0], "state")
         self._params, self._opt_state = put_state((state["params"], state["opt_state"]), self._state_sharding)
+        if self._rest is None:
+            self._rest = self._state_spec[1]  # holds no leaves (checked above): its structure is all there is
 
     @property
     def params(self) -> dict[str, Any]:
@@ -666,6 +778,7 @@ class Trainer:
 
     def modules(self) -> tuple[nnx.Module, nnx.Module]:
         """(predictor, action_encoder) NNX modules holding the current parameters (for export)."""
+        self._require_state()
         host = fetch((self._params, self._rest), self.mesh)  # gathers FSDP shards across processes
         return tuple(  # type: ignore[return-value]
             nnx.merge(self._defs[name], host[0][name], host[1][name]) for name in ("predictor", "action_encoder")

@@ -113,6 +113,12 @@ def run_group(args: list[str]) -> None:
         assert code == 0, f"process {pid} failed:\n{err[-3000:]}"
 
 
+def run_single(command: list[str], *, n_devices: int) -> None:
+    """Run one process with ``n_devices`` CPU devices from the repo root; it must succeed."""
+    proc = subprocess.run(command, cwd=REPO, env=device_env(n_devices), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def events(run_dir: Path) -> list[dict]:
     out = []
     for line in (run_dir / "train.log").read_text().splitlines():
@@ -133,15 +139,10 @@ def feature_cache(job_inputs, tmp_path_factory) -> Path:
     """
     root = tmp_path_factory.mktemp("features")
     cache_dir = root / "cache"
-    proc = subprocess.run(
+    run_single(
         [sys.executable, "-m", "bridge.encode", *run_args(job_inputs, root / "unused", cache_dir), "--splits=train,validation", "--noprogress"],
-        cwd=REPO,
-        env=device_env(1),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
+        n_devices=1,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     return cache_dir
 
 
@@ -173,15 +174,7 @@ def test_two_processes_train_the_params_of_one_process_with_four_devices(two_pro
     measured) is XLA's CPU backend splitting some loops by each process's thread pool.
     """
     single_dir = tmp_path / "single"
-    proc = subprocess.run(
-        main_command(run_args(job_inputs, single_dir, feature_cache)),
-        cwd=REPO,
-        env=device_env(4),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_single(main_command(run_args(job_inputs, single_dir, feature_cache)), n_devices=4)
     step, multi = final_state(two_process_run)
     single_step, single = final_state(single_dir)
     assert step == single_step == STEPS

@@ -450,3 +450,34 @@ def test_precompiled_buckets_serve_the_steps_without_retracing():
     assert trainer.trace_count == 3
     with pytest.raises(InputError, match="batch_rows"):
         trainer.precompile(0)
+
+
+def test_a_trainer_made_from_shapes_compiles_first_then_trains_like_one_made_from_modules():
+    """The main job's start: compile from ``nnx.eval_shape`` modules while the real ones are built."""
+    config = load_config(overrides=TINY)
+    mesh = data_mesh(jax.devices()[:1])
+    shapes = (
+        nnx.eval_shape(lambda: build_predictor(config, seed=1)),
+        nnx.eval_shape(lambda: build_action_encoder(config, seed=2)),
+    )
+    early = Trainer(*shapes, None, config, 50, mesh=mesh)
+    early.precompile(B, [2])
+    with pytest.raises(InputError, match="abstract modules"):
+        early.train_step(tiny_batch(1, seed=1), 1)
+    with pytest.raises(InputError, match="concrete modules"):
+        early.initialize(*shapes)
+    other = load_config(overrides={**TINY, "predictor.n_self_layers": 2})
+    with pytest.raises(InputError, match="different structure"):
+        early.initialize(build_predictor(other, seed=1), build_action_encoder(other, seed=2))
+    early.initialize(build_predictor(config, seed=1), build_action_encoder(config, seed=2))
+    direct = tiny_trainer()
+    for step, k in enumerate([1, 2, 1], 1):
+        assert early.train_step(tiny_batch(k, seed=step), step) == direct.train_step(tiny_batch(k, seed=step), step)
+    assert early.trace_count == 1  # the precompiled bucket served every step
+    for a, b in zip(jax.tree.leaves(jax.device_get(early.state)), jax.tree.leaves(jax.device_get(direct.state))):
+        np.testing.assert_array_equal(a, b)
+    # A resume restores into a trainer made from shapes, with no initialize first.
+    resumed = Trainer(*shapes, None, config, 50, mesh=mesh)
+    resumed.restore_state(jax.device_get(direct.state))
+    assert resumed.train_step(tiny_batch(2, seed=4), 4) == direct.train_step(tiny_batch(2, seed=4), 4)
+    assert direct.step_flops(tiny_batch(2, seed=5)) > 0
