@@ -49,10 +49,7 @@ def wait_for_step(proc: subprocess.Popen[str], run_dir: Path, step: int, timeout
 
 def test_sigkill_at_three_random_steps_then_resume_is_bitwise_exact(job_inputs, tmp_path):
     reference_dir = tmp_path / "uninterrupted"
-    proc = run_main(job_args(job_inputs, reference_dir))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ref_step, ref_leaves = final_state(reference_dir)
-    assert ref_step == 12
+    uninterrupted = start(job_args(job_inputs, reference_dir))  # runs beside the killed ones below
 
     run_dir = tmp_path / "killed"
     kill_steps = sorted(random.Random(1234).sample(range(2, 12), 3))
@@ -65,6 +62,10 @@ def test_sigkill_at_three_random_steps_then_resume_is_bitwise_exact(job_inputs, 
         victim.stderr.close()
     proc = run_main(job_args(job_inputs, run_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    _, err = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, err[-3000:]
+    ref_step, ref_leaves = final_state(reference_dir)
+    assert ref_step == 12
     step, leaves = final_state(run_dir)
     assert step == ref_step
     assert leaves.keys() == ref_leaves.keys()
