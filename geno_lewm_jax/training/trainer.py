@@ -11,14 +11,15 @@ FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch
    step per bucket;
 2. computes the learning rate ``optimizer.lr * wsd_lr_multiplier(step)`` on
    the host (step is 1-indexed, as in the reference);
-3. runs the jitted step: action encoder and predictor forward, the objective
-   of :mod:`geno_lewm_jax.objective`, gradients, the optimizer (padding-row
-   mask, torch-style global clip, AdamW with that learning rate); the state is
-   donated, the batch is split over ``data``;
+3. runs two jitted programs: the gradients (action encoder and predictor
+   forward, the objective of :mod:`geno_lewm_jax.objective`, backward) for the
+   batch's bucket, split over ``data``; then the optimizer update (padding-row
+   mask, torch-style global clip, AdamW with that learning rate), one program
+   for every bucket, which donates the state;
 4. fetches one small vector of scalars and returns a :class:`TrainerStepResult`.
 
-The step compiles once per (global batch rows, K bucket): on first use, or ahead
-of time on a background thread (:meth:`Trainer.precompile`), which is how the
+The gradients compile once per (global batch rows, K bucket) and the update once:
+on first use, or ahead of time on background threads (:meth:`Trainer.precompile`), which is how the
 main job keeps XLA's compile off the path to its first step. The modules may
 be abstract (``nnx.eval_shape(lambda: build_predictor(config))``): the step
 needs only shapes, so it can compile while the real parameters are still being
@@ -338,7 +339,8 @@ class Trainer:
         self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
-        # One compiled step per K bucket, made ahead of time (precompile) or on first use.
+        # Compiled programs by key: (global rows, K) for the gradients, _UPDATE for the optimizer;
+        # made ahead of time (precompile) or on first use.
         self._executables: dict[Any, Future] = {}
         self._compile_lock = threading.Lock()
         self._compile_queue: list[tuple[tuple[int, int], Future]] = []
