@@ -10,11 +10,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_compilation_cache_keeps_every_program(tmp_path):
-    """The job caches small programs too (the initialisers), so a restart compiles none of them.
+def last_json_line_of(code: str):
+    """Run ``code`` in a child process (the test session has its own cache settings); parse its last line."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-    Run in a child process: the test session has its own cache settings.
-    """
+
+def test_the_compilation_cache_keeps_every_program(tmp_path):
+    """The job caches small programs too (the initialisers), so a restart compiles none of them."""
     code = f"""
 import json, jax
 from geno_lewm_jax.config import load_config
@@ -24,8 +27,7 @@ f = jax.jit(lambda x: x * 2 + 1)
 f(jax.numpy.ones(3)).block_until_ready()
 print(json.dumps([jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs]))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
-    cache_dir, min_seconds = json.loads(out.stdout.strip().splitlines()[-1])
+    cache_dir, min_seconds = last_json_line_of(code)
     assert cache_dir == str(tmp_path / "xla") and min_seconds == 0.0
     assert any((tmp_path / "xla").iterdir())  # a program that compiles in milliseconds was written
 
@@ -38,5 +40,4 @@ from geno_lewm_jax.job import use_compilation_cache
 use_compilation_cache(load_config(overrides={"runtime.compilation_cache_dir": ""}))
 print(json.dumps(jax.config.jax_compilation_cache_dir))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) is None
+    assert last_json_line_of(code) is None

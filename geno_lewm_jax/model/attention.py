@@ -50,6 +50,7 @@ class Attention(nnx.Module):
             # gradients of exactly 0. Skipping them changes no bit of the output or of any gradient.
             values = self.value(memory)
             return self.out(jnp.broadcast_to(values, (*queries.shape[:-1], values.shape[-1])))
+
         def heads(x: jax.Array) -> jax.Array:
             return x.reshape(*x.shape[:-1], self.n_heads, x.shape[-1] // self.n_heads)
 

@@ -221,12 +221,22 @@ def pad_batch(batch: TrainerBatch, k: int) -> TrainerBatch:
     )
 
 
+def _split_modules(predictor: Any, action_encoder: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(graphdefs, params, rest) of both modules by name, params and rest as pure dicts."""
+    defs: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for name, module in (("predictor", predictor), ("action_encoder", action_encoder)):
+        if not isinstance(module, nnx.Module):
+            raise InputError(f"{name} must be a flax.nnx.Module, got {type(module).__name__}", details={"field": name})
+        defs[name], module_params, module_rest = nnx.split(module, nnx.Param, ...)
+        params[name], rest[name] = nnx.to_pure_dict(module_params), nnx.to_pure_dict(module_rest)
+    return defs, params, rest
+
+
 def trainable_params(predictor: nnx.Module, action_encoder: nnx.Module) -> dict[str, Any]:
     """The pure-dict params pytree the trainer and optimizer work on."""
-    return {
-        "predictor": nnx.to_pure_dict(nnx.state(predictor, nnx.Param)),
-        "action_encoder": nnx.to_pure_dict(nnx.state(action_encoder, nnx.Param)),
-    }
+    return _split_modules(predictor, action_encoder)[1]
 
 
 def _check_batch(batch: Any, d_state: int) -> tuple[int, int]:
@@ -256,13 +266,6 @@ def _spec(x: Any, sharding: Any) -> jax.ShapeDtypeStruct:
 def _is_abstract(tree: Any) -> bool:
     return any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(tree))
 
-
-def _split_module(name: str, module: Any) -> tuple[Any, Any, Any]:
-    """(graphdef, params, rest) of one module, params and rest as pure dicts."""
-    if not isinstance(module, nnx.Module):
-        raise InputError(f"{name} must be a flax.nnx.Module, got {type(module).__name__}", details={"field": name})
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-    return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
 
 def _is_clip(node: Any) -> bool:
@@ -306,11 +309,7 @@ class Trainer:
         self.max_len = int(config.action.max_len)
         self.d_state = int(config.predictor.d_state)
         self.base_lr = float(config.optimizer.lr)
-        self._defs: dict[str, Any] = {}
-        params: dict[str, Any] = {}
-        rest: dict[str, Any] = {}
-        for name, module in (("predictor", predictor), ("action_encoder", action_encoder)):
-            self._defs[name], params[name], rest[name] = _split_module(name, module)
+        self._defs, params, rest = _split_modules(predictor, action_encoder)
         self.optimizer = optimizer if optimizer is not None else build_adamw_optimizer(config, params)
         self.param_layout = check_param_layout(config.runtime.param_sharding)
         self.grad_reduction = config.runtime.grad_reduction
@@ -377,17 +376,13 @@ class Trainer:
         For a trainer made from abstract modules: ``predictor`` and ``action_encoder``
         must have the structure and shapes it was made with; compiled steps stay valid.
         """
-        parts = {}
-        for name, module in (("predictor", predictor), ("action_encoder", action_encoder)):
-            graphdef, params, rest = _split_module(name, module)
+        defs, params, rest = _split_modules(predictor, action_encoder)
+        for name, graphdef in defs.items():
             if graphdef != self._defs[name]:
                 raise InputError(
                     f"{name} is not the module this trainer was made for (different structure)",
                     details={"field": name},
                 )
-            parts[name] = (params, rest)
-        params = {name: part[0] for name, part in parts.items()}
-        rest = {name: part[1] for name, part in parts.items()}
         if _is_abstract((params, rest)):
             raise InputError("initialize needs concrete modules, got abstract ones", details={"field": "predictor"})
         self._check_leaves(params, self._state_spec[0][0], "params")
