@@ -60,7 +60,12 @@ class EncoderConfig:
         "l2_normalized_v2 (default: DNA-token mean at the same locus for source and target, L2-normalised) "
         "or legacy_raw_v1 (geno-lewm 0.2.1 pooling, bit-for-bit).",
     )
-    feature_cache_dir: str = _f("", "Directory of the pooled-feature cache; empty disables it.")
+    feature_cache: bool = _f(
+        False,
+        "Cache pooled Carbon features so a (window, locus) state is encoded once per run "
+        "(in feature_cache_dir, or <run_dir>/feature_cache when that is empty).",
+    )
+    feature_cache_dir: str = _f("", "Directory of the pooled-feature cache; setting it turns the cache on.")
     encode_batch_size: int = _f(16, "Windows per Carbon forward.")
 
 
@@ -155,6 +160,9 @@ class ObservabilityConfig:
     log_level: Literal["debug", "info", "warn", "error"] = _f("info", "Console log level.")
     redaction_strict: bool = _f(True, "Kept for YAML compatibility.")
     wandb_project: str | None = _f(None, "Kept for YAML compatibility.")
+    profile_steps: str = _f(
+        "", "A:B writes a jax.profiler trace of steps A..B into <run_dir>/profile (TensorBoard/Perfetto); empty: none."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,6 +498,29 @@ def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     )
 
 
+def feature_cache_path(config: Config) -> Path | None:
+    """Where the pooled-feature cache lives, or None when the run uses none."""
+    if config.encoder.feature_cache_dir:
+        return Path(config.encoder.feature_cache_dir).expanduser()
+    if config.encoder.feature_cache:
+        return Path(config.runtime.run_dir).expanduser() / "feature_cache"
+    return None
+
+
+def parse_profile_steps(text: str) -> tuple[int, int] | None:
+    """``"A:B"`` -> (A, B) with 1 <= A <= B; empty -> None."""
+    if not text:
+        return None
+    first, sep, last = text.partition(":")
+    try:
+        a, b = int(first), int(last if sep else first)
+    except ValueError:
+        a, b = 0, -1
+    if not 1 <= a <= b:
+        raise _range_error("observability.profile_steps", text, "it must be A:B with 1 <= A <= B (steps to trace)")
+    return a, b
+
+
 def validate(config: Config) -> Config:
     """Range and cross-field checks; the first violation raises naming its field."""
     for name in _POSITIVE_INTS:
@@ -534,6 +565,8 @@ def validate(config: Config) -> Config:
         raise _range_error(
             "runtime.process_id", config.runtime.process_id, f"it must be < runtime.num_processes={config.runtime.num_processes}"
         )
+    if config.observability.profile_steps:
+        parse_profile_steps(config.observability.profile_steps)
     if not config.run_id.strip():
         raise _range_error("run_id", config.run_id, "it must be a non-empty string")
     return config
