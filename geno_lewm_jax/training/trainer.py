@@ -79,7 +79,7 @@ from geno_lewm_jax.sharding import (
     state_shardings,
 )
 from geno_lewm_jax.training._checks import non_negative_int, positive_int
-from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink
+from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink, kl_reg_is_informative
 from geno_lewm_jax.training.optimizer import (
     ClipState,
     build_adamw_optimizer,
@@ -175,16 +175,19 @@ class EvalOutput:
 def make_action_mask(rel_edits: Sequence[Sequence[Any]], *, k: int | None = None) -> np.ndarray:
     """bool [B, K]: row b is True on its first len(rel_edits[b]) steps (K = longest row, or ``k``)."""
     if isinstance(rel_edits, (str, bytes)) or not isinstance(rel_edits, Sequence) or not rel_edits:
-        raise InputError("rel_edits must hold at least one batch row", details={"field": "rel_edits"})
+        raise InputError("rel_edits must contain at least one batch item", details={"field": "rel_edits"})
     lengths = []
     for row, edits in enumerate(rel_edits):
         if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
             raise InputError(
-                f"rel_edits[{row}] must be a sequence of edits, got {type(edits).__name__}",
+                f"rel_edits entries must be sequences: rel_edits[{row}] is a {type(edits).__name__}",
                 details={"field": "rel_edits", "row": row},
             )
         if not edits:
-            raise InputError(f"rel_edits[{row}] has no edit; every row needs one", details={"field": "rel_edits", "row": row})
+            raise InputError(
+                f"each training batch item must include at least one edit: rel_edits[{row}] is empty",
+                details={"field": "rel_edits", "row": row},
+            )
         lengths.append(len(edits))
     width = max(lengths) if k is None else positive_int("k", k)
     if max(lengths) > width:
@@ -348,7 +351,9 @@ class Trainer:
         self._rest: Any = None
         if not _is_abstract((params, rest)):
             self._place_fresh(params, rest)
-        self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
+        self.collapse_monitor = CollapseMonitor(
+            log_every_steps=config.training.collapse_log_every_steps, kl_reg_informative=kl_reg_is_informative(config)
+        )
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
         # Compiled programs by key: (global rows, K) for the gradients, _UPDATE for the optimizer;
