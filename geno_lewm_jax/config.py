@@ -217,6 +217,13 @@ class Config:
 
     run_id: str = _f("carbon-500m-release", "Run identity recorded in artifacts and checkpoints.")
     seed: int = _f(271828, "Base seed: data=seed, predictor init=seed+1.")
+    sweep: str = _f(
+        "",
+        "Train variants in one vmapped step: field:v1,v2,... over a shape-keeping setting (seed,"
+        " optimizer.lr, optimizer.weight_decay, optimizer.grad_clip, optimizer.warmup_steps,"
+        " training.loss_alpha/beta/gamma); ';' between two such lists trains their product. A swept"
+        " seed varies the model init only; the data stream keeps --seed. Empty: one model.",
+    )
     phase: Literal["phase1", "phase2"] = _f("phase2", "phase1: prediction loss; phase2: adds gamma * KL.")
     deterministic: bool = _f(True, "Deterministic kernels (XLA and torch).")
     schema_version: str = _f("1.0.0", "Config schema version.")
@@ -609,6 +616,10 @@ def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
         parse_profile_steps(config.observability.profile_steps)
     if not config.run_id.strip():
         raise _range_error("run_id", config.run_id, "it must be a non-empty string")
+    if config.sweep:
+        from geno_lewm_jax.sweep.spec import sweep_spec
+
+        sweep_spec(config)  # every variant is a valid config of its own
     return config
 
 

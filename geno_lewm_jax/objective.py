@@ -289,6 +289,8 @@ def _as_mask(mask: Any, shape: tuple[int, ...], *, field: str = "mask") -> jax.A
 
 
 def _check_non_negative(name: str, value: Any) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return  # a sweep's per-variant weight, traced inside its vmapped step; its config checked the values
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise InputError(
             f"{name} must be a finite non-negative number, got {value!r}",

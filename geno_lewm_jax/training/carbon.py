@@ -13,7 +13,8 @@ Run directory::
     dataset_manifest.json            copy of the snapshot manifest
     train.log                        JSONL events (see geno_lewm_jax.events)
     checkpoints/<step>/              Orbax checkpoints (latest N plus best by validation loss)
-    metrics.json, training_run.json  strict JSON summaries
+    metrics.json, training_run.json  strict JSON summaries (a --sweep run: variants side by side)
+    sweep_results.csv                one row per variant (a --sweep run only)
     training_curves.png              loss, LR and collapse curves
 
     profile/                         jax.profiler trace of --profile_steps (when asked)
@@ -49,6 +50,8 @@ from geno_lewm_jax.events import LOG_NAME, EventLog, ProgressDisplay
 from geno_lewm_jax.model import build_action_encoder, build_predictor
 from geno_lewm_jax.plots import PLOT_NAME, write_training_plot
 from geno_lewm_jax.run_dir import RunDirLock, write_json, write_text_atomic
+from geno_lewm_jax.sweep.results import write_sweep_plot, write_sweep_results
+from geno_lewm_jax.sweep.trainer import SweepTrainer, variant_init_seeds
 from geno_lewm_jax.training.carbon_batches import BatchProducer, StateEncoder, encode_training_batch
 from geno_lewm_jax.training.loop import LoopParts, TrainingLoop
 from geno_lewm_jax.training.reproducibility import configure_reproducibility
@@ -139,17 +142,28 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
     (itself a few dozen small compiles) and loading Carbon overlap it.
     """
     pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="trainer-build")
-    predictor = pool.submit(build_predictor, config, seed=seeds.predictor)
-    action_encoder = pool.submit(build_action_encoder, config, seed=seeds.predictor + 1)
+    # A sweep starts each variant from its own seed's modules (one build per distinct seed).
+    init_seeds = variant_init_seeds(config) if config.sweep else [seeds.predictor]
+    built = {
+        s: (pool.submit(build_predictor, config, seed=s), pool.submit(build_action_encoder, config, seed=s + 1))
+        for s in dict.fromkeys(init_seeds)
+    }
 
     def build() -> Trainer:
         shapes = (
             nnx.eval_shape(lambda: build_predictor(config, seed=seeds.predictor)),
             nnx.eval_shape(lambda: build_action_encoder(config, seed=seeds.predictor + 1)),
         )
-        trainer = Trainer(*shapes, None, config, total_steps=config.training.max_steps, mesh=mesh)
+        if config.sweep:
+            trainer: Trainer = SweepTrainer(*shapes, config, total_steps=config.training.max_steps, mesh=mesh)
+        else:
+            trainer = Trainer(*shapes, None, config, total_steps=config.training.max_steps, mesh=mesh)
         trainer.precompile(config.data.batch_size // jax.process_count(), buckets)
-        trainer.initialize(predictor.result(), action_encoder.result())
+        predictors, action_encoders = ([built[s][i].result() for s in init_seeds] for i in (0, 1))
+        if config.sweep:
+            trainer.initialize(predictors, action_encoders)
+        else:
+            trainer.initialize(predictors[0], action_encoders[0])
         return trainer
 
     future = pool.submit(build)
@@ -329,9 +343,12 @@ def _write_summaries(loop: TrainingLoop, config: cfg.Config, run_dir: Path, iden
         measured=loop.measured(),
         previous_path=run_dir / METRICS_NAME,
     )
+    if config.sweep:
+        metrics["sweep"] = write_sweep_results(run_dir, config, state)
     write_json(run_dir / METRICS_NAME, metrics)
     write_json(run_dir / RUN_NAME, run_metadata(config, state, identity=identity, resumed_from=loop.resumed_from, **meta))
-    write_training_plot(run_dir / PLOT_NAME, state.history, state.collapse_history)
+    plot = write_sweep_plot if config.sweep else write_training_plot
+    plot(run_dir / PLOT_NAME, state.history, state.collapse_history)
 
 
 def run_carbon_training(

@@ -30,6 +30,7 @@ from geno_lewm_jax import config as cfg
 from geno_lewm_jax.errors import CollapseDetectedError
 from geno_lewm_jax.events import EventLog, ProgressDisplay
 from geno_lewm_jax.run_dir import public_path
+from geno_lewm_jax.sweep.spec import per_variant
 from geno_lewm_jax.training.carbon_batches import BatchProducer, ProducedBatch
 from geno_lewm_jax.training.collapse import CollapseCheck
 from geno_lewm_jax.training.run_state import RunState
@@ -223,7 +224,7 @@ class TrainingLoop:
             assert result is not None
             row = {
                 **result.to_dict(),
-                "lr": self.config.optimizer.lr * result.lr_multiplier,
+                "lr": self.trainer.learning_rate(result),
                 "tuples_per_s": self.throughput.take_window(),
                 **self._cache_hit_rate(),
             }
@@ -271,7 +272,7 @@ class TrainingLoop:
         val_loss = float(out.loss)
         row = {"step": step, "val_loss": val_loss, "val_pred_loss": float(out.pred_loss), **(check.metrics.to_dict() if check else {})}
         self.state.note_validation(val_loss, row, len(check.alerts) if check is not None else 0)
-        self.parts.log.emit("train.validation", step=step, val_loss=val_loss)
+        self.parts.log.emit("train.validation", step=step, val_loss=val_loss, **per_variant(row))
         return check
 
     def _stop_on_collapse(self, check: CollapseCheck) -> None:

@@ -65,8 +65,12 @@ class ClipState(NamedTuple):
     grad_norm: jax.Array
 
 
-def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
-    """``torch.nn.utils.clip_grad_norm_``: scale by min(1, max_norm / (norm + 1e-6)); 0 disables."""
+def clip_by_global_norm_torch(max_norm: float | jax.Array) -> optax.GradientTransformation:
+    """``torch.nn.utils.clip_grad_norm_``: scale by min(1, max_norm / (norm + 1e-6)); 0 disables.
+
+    ``max_norm`` may be a traced scalar (a sweep's per-variant clip); 0 then scales by exactly 1.
+    """
+    traced = isinstance(max_norm, jax.Array)
 
     def init_fn(params: Any) -> ClipState:
         del params
@@ -75,8 +79,10 @@ def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
     def update_fn(updates: Any, state: ClipState, params: Any = None) -> tuple[Any, ClipState]:
         del state, params
         norm = optax.global_norm(updates)
-        if max_norm > 0:
+        if traced or max_norm > 0:
             scale = jnp.minimum(1.0, max_norm / (norm + TORCH_CLIP_EPS))
+            if traced:
+                scale = jnp.where(max_norm > 0, scale, 1.0)
             updates = jax.tree.map(lambda g: g * scale.astype(g.dtype), updates)
         return updates, ClipState(grad_norm=norm.astype(jnp.float32))
 
@@ -100,11 +106,16 @@ def padding_rows(params: Any) -> Any:
     return padding_row_mask(params)
 
 
-def build_adamw_optimizer(config: Any, params: Any) -> optax.GradientTransformation:
+def build_adamw_optimizer(
+    config: Any, params: Any, *, weight_decay: float | jax.Array | None = None, grad_clip: float | jax.Array | None = None
+) -> optax.GradientTransformation:
     """The training optimizer for ``params`` (e.g. ``{"predictor": ..., "action_encoder": ...}``).
 
     ``params`` fixes the weight-decay mask and the frozen padding row; its
     learning rate starts at ``optimizer.lr`` (the peak) and is set per step.
+    ``weight_decay`` and ``grad_clip`` replace the config's values; they may be
+    traced scalars (a sweep builds each variant's update inside its vmapped step).
+    The state's structure never depends on them.
     """
     opt = config.optimizer
     if opt.name != "adamw":
@@ -118,7 +129,9 @@ def build_adamw_optimizer(config: Any, params: Any) -> optax.GradientTransformat
             "no trainable predictor/action-encoder parameters found: params holds no arrays", details={"field": "params"}
         )
     decay_mask = weight_decay_mask(params)
-    b1, b2, wd = float(opt.beta1), float(opt.beta2), float(opt.weight_decay)
+    b1, b2 = float(opt.beta1), float(opt.beta2)
+    wd = float(opt.weight_decay) if weight_decay is None else weight_decay
+    clip = float(opt.grad_clip) if grad_clip is None else grad_clip
 
     def scheduled_adamw(learning_rate: float, initial_lr: float) -> optax.GradientTransformation:
         # initial_lr is carried, not used: it is the base that set_optimizer_lr scales (torch's group initial_lr)
@@ -127,7 +140,7 @@ def build_adamw_optimizer(config: Any, params: Any) -> optax.GradientTransformat
 
     return optax.chain(
         mask_frozen_rows(padding_rows(params)),
-        clip_by_global_norm_torch(float(opt.grad_clip)),
+        clip_by_global_norm_torch(clip),
         optax.inject_hyperparams(scheduled_adamw)(learning_rate=float(opt.lr), initial_lr=float(opt.lr)),
     )
 

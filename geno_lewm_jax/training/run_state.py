@@ -98,8 +98,8 @@ class RunState:
 def run_identity(
     config: cfg.Config, *, snapshot_id: str, encoder_identity: str | None, state_contract: str, seeds: dict[str, int]
 ) -> dict[str, Any]:
-    """The part of a checkpoint's meta that is fixed for the whole run."""
-    return {
+    """The part of a checkpoint's meta that is fixed for the whole run (and, for a sweep, its variants)."""
+    identity = {
         "schema": META_SCHEMA,
         "run_id": config.run_id,
         "horizon": config.training.max_steps,
@@ -110,6 +110,11 @@ def run_identity(
         "state_contract": state_contract,
         "seeds": seeds,
     }
+    if config.sweep:
+        from geno_lewm_jax.sweep.spec import sweep_spec
+
+        identity["sweep"] = sweep_spec(config).to_meta()
+    return identity
 
 
 def check_resumable(meta: dict[str, Any], config: cfg.Config, run_dir: Path) -> None:

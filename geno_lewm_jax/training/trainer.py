@@ -338,12 +338,13 @@ class Trainer:
         abstract_opt_state = jax.eval_shape(self.optimizer.init, params)
         optimizer_lr(abstract_opt_state)  # the step sets the learning rate it injects: InputError if there is none
         self._clip_norm = any(isinstance(s, ClipState) for s in jax.tree.leaves(abstract_opt_state, is_leaf=_is_clip))
+        abstract_state = self._abstract_state(params, abstract_opt_state)
         # runtime.param_sharding picks only these shardings; the jitted step is the same for every layout.
-        self._state_sharding = state_shardings((params, abstract_opt_state), self.mesh, self.param_layout)
+        self._state_sharding = state_shardings(abstract_state, self.mesh, self.param_layout)
         # What the step is compiled for, fixed here from shapes alone (abstract modules suffice, and
         # background compiles never read arrays that a step donates).
         self._state_spec = (
-            jax.tree.map(_spec, (params, abstract_opt_state), self._state_sharding),
+            jax.tree.map(_spec, abstract_state, self._state_sharding),
             jax.tree.map(lambda x: _spec(x, self._replicated), rest),
         )
         self._params: Any = None
@@ -382,6 +383,10 @@ class Trainer:
             self._eval_step,
             in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
         )
+
+    def _abstract_state(self, params: Any, opt_state: Any) -> tuple[Any, Any]:
+        """The (params, opt_state) shapes the programs hold (a sweep stacks a variant axis onto them)."""
+        return params, opt_state
 
     def _place_fresh(self, params: Any, rest: Any) -> None:
         """Lay out ``params`` and ``rest`` on the mesh and start a fresh optimizer state for them."""
@@ -442,7 +447,11 @@ class Trainer:
         return predictor(batch.state, encoder(batch.features), batch.action_mask)
 
     def _objective(self, prediction: jax.Array, targets: jax.Array, mask: jax.Array) -> Any:
-        return objective(prediction, targets, self.settings, mask=mask, kl_row_mask=_kl_rows(mask))
+        return objective(prediction, targets, self._objective_settings(), mask=mask, kl_row_mask=_kl_rows(mask))
+
+    def _objective_settings(self) -> ObjectiveSettings:
+        """The objective's weights as the step traces them (a sweep's are per variant)."""
+        return self.settings
 
     def _forward(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[jax.Array, Any]:
         prediction = self._predict(params, rest, batch)
@@ -547,10 +556,7 @@ class Trainer:
         halted, halt_on_nonfinite = halt[0], halt[1]
 
         def apply(operands: Any) -> tuple[Any, Any, jax.Array]:
-            p, s, g = operands
-            updates, s = self.optimizer.update(g, s, p)
-            # the clip's norm leaves frozen rows out, as torch does; a custom chain reports the raw norm
-            return optax.apply_updates(p, updates), s, optimizer_grad_norm(s) if self._clip_norm else raw_norm
+            return self._apply_update(*operands, raw_norm)
 
         def skip(operands: Any) -> tuple[Any, Any, jax.Array]:
             p, s, _ = operands
@@ -563,6 +569,13 @@ class Trainer:
         )
         new_halt = jnp.stack([halted | (~finite & halt_on_nonfinite), halt_on_nonfinite])
         return (new_params, new_opt), scalars.at[_GRAD_NORM].set(grad_norm), new_halt
+
+    def _apply_update(self, params: Any, opt_state: Any, grads: Any, raw_norm: jax.Array) -> tuple[Any, Any, jax.Array]:
+        """The optimizer's update applied: (params, opt_state, the gradient norm to report)."""
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        # the clip's norm leaves frozen rows out, as torch does; a custom chain reports the raw norm
+        grad_norm = optimizer_grad_norm(opt_state) if self._clip_norm else raw_norm
+        return optax.apply_updates(params, updates), opt_state, grad_norm
 
     def _eval_step(self, params: Any, rest: Any, batch: TrainerBatch) -> EvalOutput:
         _, (parts, prediction) = self._forward(params, rest, batch)
@@ -738,11 +751,7 @@ class Trainer:
                 f"step {step} is beyond total_steps={self.total_steps}",
                 details={"field": "step", "step": step, "total_steps": self.total_steps},
             )
-        opt = self.config.optimizer
-        multiplier = wsd_lr_multiplier(
-            step, total_steps=self.total_steps, warmup_steps=opt.warmup_steps, schedule=opt.schedule
-        )
-        lr = np.float32(self.base_lr * multiplier)
+        multiplier, lr = self._learning_rate(step)
         self._require_state()
         prepared = batch if self.is_prepared(batch) else self.prepare(batch)
         gradients = self._executable(tuple(prepared.action_mask.shape))
@@ -753,6 +762,18 @@ class Trainer:
             (self._params, self._opt_state), grads, lr, scalars, halt
         )
         return PendingStep(step=step, lr_multiplier=multiplier, scalars=scalars)
+
+    def _learning_rate(self, step: int) -> tuple[Any, Any]:
+        """(schedule multiplier, float32 learning rate) of 1-indexed ``step``, computed on the host."""
+        opt = self.config.optimizer
+        multiplier = wsd_lr_multiplier(
+            step, total_steps=self.total_steps, warmup_steps=opt.warmup_steps, schedule=opt.schedule
+        )
+        return multiplier, np.float32(self.base_lr * multiplier)
+
+    def learning_rate(self, result: Any) -> float:
+        """The learning rate a resolved step ran at (what ``train.progress`` reports as ``lr``)."""
+        return self.base_lr * result.lr_multiplier
 
     def _halt_flags(self) -> Any:
         """The device halt flags for the next update, with ``nan_policy`` as the host sees it now."""
@@ -774,31 +795,30 @@ class Trainer:
         if not pending:
             return []
         rows = jax.device_get([p.scalars for p in pending])
-        results = []
-        for p, row in zip(pending, rows):
-            values = dict(zip(_RESULT_FIELDS, (float(v) for v in row)))
-            finite = values["finite"] == 1.0
-            if not finite and self.nan_policy == "raise":
-                self._halt = None  # the state is the pre-step one: training may go on from it
-                raise NaNLossError(
-                    f"non-finite loss or gradient at step {p.step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
-                    details={"step": p.step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
-                    remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
-                )
-            results.append(
-                TrainerStepResult(
-                    step=p.step,
-                    lr_multiplier=p.lr_multiplier,
-                    loss=values["loss"],
-                    pred_loss=values["pred_loss"],
-                    kl_reg=values["kl_reg"],
-                    action_count=int(values["action_count"]),
-                    pred_var_per_dim=values["pred_var_per_dim"],
-                    grad_norm=values["grad_norm"],
-                    skipped=not finite,
-                )
+        return [self._step_result(p.step, p.lr_multiplier, row) for p, row in zip(pending, rows)]
+
+    def _step_result(self, step: int, lr_multiplier: Any, row: Any) -> Any:
+        """One fetched step's scalars as a result; NaNLossError for a non-finite step under ``raise``."""
+        values = dict(zip(_RESULT_FIELDS, (float(v) for v in row)))
+        finite = values["finite"] == 1.0
+        if not finite and self.nan_policy == "raise":
+            self._halt = None  # the state is the pre-step one: training may go on from it
+            raise NaNLossError(
+                f"non-finite loss or gradient at step {step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
+                details={"step": step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
+                remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
             )
-        return results
+        return TrainerStepResult(
+            step=step,
+            lr_multiplier=lr_multiplier,
+            loss=values["loss"],
+            pred_loss=values["pred_loss"],
+            kl_reg=values["kl_reg"],
+            action_count=int(values["action_count"]),
+            pred_var_per_dim=values["pred_var_per_dim"],
+            grad_norm=values["grad_norm"],
+            skipped=not finite,
+        )
 
     def eval_step(self, batch: TrainerBatch, params: Any = None) -> EvalOutput:
         """Predictions and loss parts for ``batch`` under ``params`` (default: the current ones; no update)."""
