@@ -8,6 +8,10 @@ from collections.abc import Callable
 from geno_lewm_jax.errors import GenoLeWMError, exit_code_for
 
 
+class HelpRequested(Exception):
+    """A help flag was given: the help is printed, and the entry point exits 0 without doing anything."""
+
+
 def report_error(exc: GenoLeWMError) -> None:
     """Print the one-line error and its remediation to stderr."""
     print(exc.one_line(), file=sys.stderr)
@@ -19,6 +23,8 @@ def run_cli(body: Callable[[], int | None]) -> int:
     """Run ``body``; a typed error prints one line (no traceback) and returns its exit code."""
     try:
         return int(body() or 0)
+    except HelpRequested:
+        return 0
     except GenoLeWMError as exc:
         report_error(exc)
         return exit_code_for(exc)

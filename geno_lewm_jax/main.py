@@ -25,7 +25,7 @@ flag_defs.define_flags(FLAGS)
 
 def main(argv: list[str]) -> int:
     def body() -> int:
-        rest = flag_defs.parse_argv(FLAGS, argv)
+        rest = flag_defs.parse_argv(FLAGS, argv, usage=__doc__ or "")
         if len(rest) > 1:
             from geno_lewm_jax.errors import InvalidConfigError
 
