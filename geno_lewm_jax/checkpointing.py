@@ -14,8 +14,8 @@ keeps the latest ``keep_latest`` plus the best by validation loss.
 
 The store never lies about what it saved. A save runs in the background; it is
 *committed* only once Orbax has finished it and its step directory exists.
-Until then it is not in :meth:`CheckpointStore.steps`, and its ``on_commit``
-callback (the caller's "checkpoint saved" event) has not run. A save that fails
+Until then it is not in :attr:`CheckpointStore.committed_steps`, and its
+``on_commit`` callback (the caller's "checkpoint saved" event) has not run. A save that fails
 (disk full, directory made read-only...) raises :class:`CheckpointSaveError`
 from the next :meth:`~CheckpointStore.save`, :meth:`~CheckpointStore.wait` or
 :meth:`~CheckpointStore.check`; its ``<step>.orbax-checkpoint-tmp`` directory is
@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -124,16 +126,17 @@ class CheckpointStore:
 
     # -- queries ------------------------------------------------------------------------------
     def steps(self) -> list[int]:
-        """Committed steps, oldest first (a save still in flight is not one)."""
-        pending = self._pending.step if self._pending is not None else None
-        return sorted(s for s in self._manager.all_steps() if s != pending)
+        """Steps saved or being saved by this store, oldest first (a failed save drops out when it settles)."""
+        return sorted(self._manager.all_steps())
 
     @property
     def committed_steps(self) -> list[int]:
-        return self.steps()
+        """Steps known to be durable on disk: :meth:`steps` without a save still in flight."""
+        pending = self._pending.step if self._pending is not None else None
+        return [s for s in self.steps() if s != pending]
 
     def latest_step(self) -> int | None:
-        """The highest committed step number (by number, whatever the directories' times say)."""
+        """The highest step number saved or being saved (by number, whatever the directories' times say)."""
         steps = self.steps()
         return steps[-1] if steps else None
 
@@ -157,7 +160,10 @@ class CheckpointStore:
         self._capture.last = None
         metrics = {VALIDATION_METRIC: float(validation_loss)} if validation_loss is not None else None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self._probe_writable()
+        except OSError as exc:
+            raise self._save_error(step, exc) from None
+        try:
             self._manager.save(
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))),
@@ -169,6 +175,18 @@ class CheckpointStore:
             raise self._save_error(step, exc) from None
         self._pending = _Pending(step, on_commit)
         self.check()
+
+    def _probe_writable(self) -> None:
+        """Create and remove a file in the directory before Orbax starts its save threads.
+
+        A step directory Orbax cannot create leaves its other save threads waiting for it
+        until their timeout (minutes), holding up the exit; a directory that turned read-only
+        or vanished is caught here instead.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=self.directory)
+        os.close(fd)
+        os.unlink(probe)
 
     def check(self) -> None:
         """Settle a finished background save without waiting for one still running.
@@ -201,6 +219,17 @@ class CheckpointStore:
             except Exception:  # noqa: BLE001 - a failed save was already reported by _settle
                 pass
             logging.getLogger("absl").removeFilter(self._capture)
+            self._remove_if_empty()
+
+    def _remove_if_empty(self) -> None:
+        """A run that failed before its first checkpoint leaves no empty checkpoint directory."""
+        import jax
+
+        if jax.process_index() == 0:
+            try:
+                self.directory.rmdir()  # fails (and is left alone) unless empty
+            except OSError:
+                pass
 
     def _settle(self) -> None:
         pending, self._pending = self._pending, None
