@@ -74,7 +74,7 @@ def test_a_batch_that_cannot_fit_is_refused_before_the_stream_materialises_it(fa
 
 
 def _probe(platform: str, memory: int | None, devices: int = 1):
-    from geno_lewm_jax.training.preflight_report import AcceleratorProbe
+    from geno_lewm_jax.training.preflight.report import AcceleratorProbe
 
     return AcceleratorProbe(
         requested_device="cpu" if platform == "cpu" else "cuda", required=True, available=True, device_count=devices,
@@ -93,8 +93,8 @@ def _probe(platform: str, memory: int | None, devices: int = 1):
     ],
 )
 def test_batch_memory_estimate_refuses_only_what_cannot_fit(fault_inputs, tmp_path, monkeypatch, batch, platform, device_memory, refused):
-    from geno_lewm_jax.training.preflight_memory import inspect_batch_memory, snapshot_window_bp
-    from geno_lewm_jax.training.preflight_report import IssueLog
+    from geno_lewm_jax.training.preflight.memory import inspect_batch_memory, snapshot_window_bp
+    from geno_lewm_jax.training.preflight.report import IssueLog
 
     monkeypatch.chdir(REPO)
     config = _tiny_config(fault_inputs, tmp_path / "run", f"--batch_size={batch}", "--d_hidden=256", "--ffn_dim=256")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geno_lewm_jax import config as cfg
-from geno_lewm_jax.training.preflight_report import AcceleratorProbe, IssueLog
+from geno_lewm_jax.training.preflight.report import AcceleratorProbe, IssueLog
 
 STRING_OVERHEAD_BYTES = 64  # a CPython str header and its list slot
 ACTIVATION_FACTOR = 2  # backward temporaries on top of the saved forward activations
