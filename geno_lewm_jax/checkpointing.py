@@ -204,12 +204,17 @@ class CheckpointStore:
         self._settle()
 
     def close(self) -> None:
-        """Settle the pending save, then release Orbax's threads (safe to call twice)."""
+        """Settle the pending save, then release Orbax's threads (safe to call twice; never raises).
+
+        A pending save that failed is not announced; call :meth:`wait` first to have it raised.
+        """
         if self._closed:
             return
         self._closed = True
         try:
             self._settle()
+        except CheckpointSaveError:
+            pass  # closing on an error path: that error is the one to report
         finally:
             try:
                 # Orbax's start-up clean-up of old tmp directories runs on its own thread and
@@ -243,10 +248,24 @@ class CheckpointStore:
         except Exception as exc:  # noqa: BLE001 - the background save failed
             failure = exc
         if failure is not None:
+            self._drain_failed_save()
             self._manager.reload()  # forget the step Orbax may still list
             raise self._save_error(pending.step, failure)
         if pending.on_commit is not None:
             pending.on_commit(pending.step)
+
+    def _drain_failed_save(self, timeout: float = 60.0) -> None:
+        """Let the failed save's other writes finish: Orbax stops waiting at the first error, and a
+        write still running when the interpreter exits fails again, noisily, on its closed executors."""
+        import time
+
+        async_manager = getattr(getattr(self._manager, "_checkpointer", None), "_async_manager", None)
+        deadline = time.monotonic() + timeout
+        for future in getattr(async_manager, "_commit_futures", None) or ():
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except BaseException:  # noqa: BLE001 - the save already failed; only its end matters here
+                pass
 
     def _save_error(self, step: int, failure: BaseException | str) -> CheckpointSaveError:
         reason = failure if isinstance(failure, str) else _reason(failure)

@@ -1,6 +1,7 @@
 """Faults around a real (tiny, in-process) run: another run's checkpoints, --resume on nothing, a re-run
 of a finished run, unreadable newest checkpoints, a full disk mid-run, SIGTERM during the compile, a
-validation and a save; and the export of such a run. One finished 4-step run is shared."""
+validation and a save; and the export of such a run. One finished 4-step run is shared; states come
+from a hash instead of Carbon, so each run costs the tiny predictor's (cached) compile."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import jax
 import pytest
 from etils import epath
 
-from fault_support import assert_one_typed_line
+from fault_support import HashEncoder, assert_one_typed_line
 from geno_lewm_jax.checkpointing import TMP_SUFFIX, CheckpointStore
 from geno_lewm_jax.cli import run_cli
 from geno_lewm_jax.flags import config_from_argv
@@ -46,19 +47,11 @@ def make_config(fault_inputs):
 
 
 @pytest.fixture(scope="module")
-def encoder(make_config, tmp_path_factory):
-    """One Carbon stand-in for every run of the module (loading it is most of a tiny run's start)."""
-    from bridge import CarbonEncoder
-
-    return CarbonEncoder.from_config(make_config(tmp_path_factory.mktemp("unused")), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def train(encoder):
+def train():
     from geno_lewm_jax.training.carbon import run_carbon_training
 
     def run(config, **kwargs):
-        return run_carbon_training(config, encoder=encoder, devices=ONE_DEVICE, **kwargs)
+        return run_carbon_training(config, encoder=HashEncoder(), devices=ONE_DEVICE, **kwargs)
 
     return run
 
@@ -114,9 +107,9 @@ def test_resume_moves_a_corrupt_meta_and_an_empty_newest_dir_aside(finished_run,
     (run_dir / "checkpoints" / "4" / "meta" / "metadata").write_text("{garbage")
     (run_dir / "checkpoints" / "6").mkdir()
     kept = tree_digest(run_dir / "checkpoints" / "2")
-    report = train(make_config(run_dir, "--max_steps=6", "--warmup_steps=2"))
+    report = train(make_config(run_dir))
     err = capsys.readouterr().err
-    assert report.resumed_from_step == 2 and report.steps_completed == 6
+    assert report.resumed_from_step == 2 and report.steps_completed == 4
     assert "checkpoint at step 6 is unreadable" in err and "checkpoint at step 4 is unreadable" in err
     assert "Traceback" not in err
     assert {p.name for p in (run_dir / "corrupt").iterdir()} == {"step-4", "step-6"}
