@@ -13,7 +13,7 @@ from typing import Any
 
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.events import LOG_NAME, EventLog
-from geno_lewm_jax.sinks.fanout import CHECKPOINT_EVENT, MetricsFanout, ScalarSink
+from geno_lewm_jax.sinks.fanout import MetricsFanout, ScalarSink
 from geno_lewm_jax.sinks.scalars import curve_values, is_scalar, section_for
 from geno_lewm_jax.sinks.tensorboard_sink import TB_DIR, TensorBoardSink
 from geno_lewm_jax.sinks.wandb_sink import RUN_ID_NAME, WandbSink
@@ -63,7 +63,6 @@ def open_run_metrics(
 
 
 __all__ = [
-    "CHECKPOINT_EVENT",
     "RUN_ID_NAME",
     "TB_DIR",
     "MetricsFanout",

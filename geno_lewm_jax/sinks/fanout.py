@@ -17,15 +17,11 @@ from typing import Any, Protocol
 from geno_lewm_jax.events import EventLog
 from geno_lewm_jax.sinks.scalars import STEP, curve_values, is_scalar, section_for
 
-CHECKPOINT_EVENT = "train.checkpoint"
-
-
 class ScalarSink(Protocol):
-    """A destination for curves: ``write`` one step's ``{tag: value}``; ``flush`` makes them durable."""
+    """A destination for curves: ``write`` hands over one step's ``{tag: value}`` for good (no buffering
+    a killed run would lose)."""
 
     def write(self, step: int, values: dict[str, float]) -> None: ...
-
-    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -61,10 +57,6 @@ class MetricsFanout:
             if values:
                 for sink in self.sinks:
                     sink.write(self._last_step, values)
-            if event == CHECKPOINT_EVENT:
-                # A resume restarts from a checkpoint: every curve point up to it must be on disk.
-                for sink in self.sinks:
-                    sink.flush()
 
     def history(self, event: str) -> list[dict[str, Any]]:
         """The fields of every ``event`` emitted so far (seeded rows first), oldest first."""
@@ -84,4 +76,4 @@ class MetricsFanout:
             raise failures[0]
 
 
-__all__ = ["CHECKPOINT_EVENT", "MetricsFanout", "ScalarSink"]
+__all__ = ["MetricsFanout", "ScalarSink"]

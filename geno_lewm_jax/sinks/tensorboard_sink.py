@@ -5,10 +5,13 @@ tensorboardX is imported only when a sink is created, so importing
 installed; the training job already holds torch for Carbon, so this costs the
 job nothing, and nothing on the JAX side imports this module eagerly.)
 
-Resuming: a writer opened at step ``s`` records a restart at ``s``
-(tensorboardX's ``purge_step``), and TensorBoard then hides every event a
-killed run wrote at step ``s`` or later, so the resumed run's points replace
-them instead of doubling the curve.
+Resuming: a writer opened at step ``s`` records a restart at ``s`` (a
+``SessionLog.START`` event, what tensorboardX's ``purge_step`` writes); the
+Python event reader (``--load_fast=false``, EventAccumulator) then hides every
+point an earlier process wrote at step ``s`` or later. TensorBoard's default
+fast reader ignores that record but drops a curve's later points when the curve
+steps back, and a resumed run re-emits each curve on the same schedule; both
+readers thus show one point per step.
 """
 
 from __future__ import annotations
@@ -22,36 +25,41 @@ TB_DIR = "tb"
 
 
 class TensorBoardSink:
-    """Scalars of one run directory, one event file per process start."""
+    """Scalars of one run directory, one event file per process start.
 
-    def __init__(self, logdir: str | Path, *, purge_step: int, flush_secs: int = 30) -> None:
+    Events are written and flushed in the calling thread (tensorboardX's
+    ``EventsWriter``, without ``SummaryWriter``'s background queue): a point is
+    in the file when ``write`` returns, so a killed run loses nothing it
+    reported, and TensorBoard shows each point as it comes.
+    """
+
+    def __init__(self, logdir: str | Path, *, purge_step: int) -> None:
         try:
-            from tensorboardX import SummaryWriter
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+            from tensorboardX.proto.summary_pb2 import Summary
         except ImportError:
             raise RuntimeSetupError(
                 "observability.tensorboard is on but the tensorboardX package is not installed",
                 details={"field": "observability.tensorboard", "package": "tensorboardX"},
                 remediation="pip install 'geno-lewm-jax[tensorboard]' (or tensorboardX), or pass --notensorboard.",
             ) from None
+        self._event, self._summary = Event, Summary
         self.logdir = Path(logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
         # The nanosecond suffix keeps two starts within one second in two files, read in start order
-        # (tensorboardX names files by whole seconds and would otherwise overwrite the first).
-        self._writer = SummaryWriter(
-            logdir=str(self.logdir),
-            purge_step=purge_step,
-            flush_secs=flush_secs,
-            filename_suffix=f".{time.time_ns()}",
-        )
+        # (file names otherwise differ only by the whole second, and the second would overwrite the first).
+        self._file = EventsWriter(str(self.logdir / "events"), filename_suffix=f".{time.time_ns()}")
+        self._file.write_event(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+        self._file.flush()
 
     def write(self, step: int, values: dict[str, float]) -> None:
-        for tag, value in values.items():
-            self._writer.add_scalar(tag, value, global_step=step)
-
-    def flush(self) -> None:
-        self._writer.flush()
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=v) for tag, v in values.items()])
+        self._file.write_event(self._event(wall_time=time.time(), step=step, summary=summary))
+        self._file.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        self._file.close()
 
 
 __all__ = ["TB_DIR", "TensorBoardSink"]

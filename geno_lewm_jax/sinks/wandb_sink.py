@@ -78,9 +78,6 @@ class WandbSink:
     def write(self, step: int, values: dict[str, float]) -> None:
         self._run.log({STEP_KEY: step, **values})
 
-    def flush(self) -> None:
-        """W&B streams on its own; nothing to force."""
-
     def close(self) -> None:
         self._run.finish()
 
