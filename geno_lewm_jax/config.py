@@ -9,6 +9,13 @@ are the Carbon-500M release recipe, not the reference's schema defaults
 
 The config is built once (from flags in ``main``, or with :func:`load_config`)
 and passed down; no other module reads flags.
+
+An imported mapping (a YAML file, a dict, the reference's own defaults) and
+explicit values (flags, dotted overrides) are validated alike, with one
+difference that lets geno-lewm 0.2.1's ``load_default("train")`` load:
+``optimizer.warmup_steps >= training.max_steps`` under the wsd schedule is a
+:class:`ConfigWarning` that says what the schedule will do when all three
+values were imported, and an error when any of them was given explicitly.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import json
 import math
 import os
 import types
-from collections.abc import Mapping
+import warnings
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -32,6 +40,13 @@ from geno_lewm_jax.errors import (
 )
 
 StateContract = Literal["l2_normalized_v2", "legacy_raw_v1"]
+
+# The fields of the wsd warmup-vs-horizon rule (see validate).
+WSD_HORIZON_FIELDS: tuple[str, ...] = ("optimizer.schedule", "optimizer.warmup_steps", "training.max_steps")
+
+
+class ConfigWarning(UserWarning):
+    """An imported config value the reference accepts and this project would refuse as a flag."""
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors absl's name
@@ -60,7 +75,12 @@ class EncoderConfig:
         "l2_normalized_v2 (default: DNA-token mean at the same locus for source and target, L2-normalised) "
         "or legacy_raw_v1 (geno-lewm 0.2.1 pooling, bit-for-bit).",
     )
-    feature_cache_dir: str = _f("", "Directory of the pooled-feature cache; empty disables it.")
+    feature_cache: bool = _f(
+        False,
+        "Cache pooled Carbon features so a (window, locus) state is encoded once per run "
+        "(in feature_cache_dir, or <run_dir>/feature_cache when that is empty).",
+    )
+    feature_cache_dir: str = _f("", "Directory of the pooled-feature cache; setting it turns the cache on.")
     encode_batch_size: int = _f(16, "Windows per Carbon forward.")
 
 
@@ -161,6 +181,9 @@ class ObservabilityConfig:
     wandb_mode: Literal["online", "offline", "disabled"] = _f(
         "online", "online streams to the W&B server; offline writes <run_dir>/wandb/ for `wandb sync`; disabled turns W&B off."
     )
+    profile_steps: str = _f(
+        "", "A:B writes a jax.profiler trace of steps A..B into <run_dir>/profile (TensorBoard/Perfetto); empty: none."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,8 +237,8 @@ class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def replace(self, overrides: Mapping[str, Any]) -> "Config":
-        """A validated copy with dotted-name overrides applied."""
-        return from_dict(set_dotted(to_dict(self), overrides))
+        """A validated copy with dotted-name overrides applied (overrides count as explicit values)."""
+        return from_dict(set_dotted(to_dict(self), overrides), explicit=tuple(overrides))
 
 
 SECTIONS: tuple[str, ...] = tuple(
@@ -336,8 +359,14 @@ def coerce(value: Any, annotation: Any, *, path: str) -> Any:
 
 
 # --- dict <-> config ----------------------------------------------------------------------------
-def from_dict(payload: Mapping[str, Any], *, validate_ranges: bool = True) -> Config:
-    """Build a validated config from a nested mapping (closed schema, defaults for what is absent)."""
+def from_dict(
+    payload: Mapping[str, Any], *, validate_ranges: bool = True, explicit: Collection[str] = ()
+) -> Config:
+    """Build a validated config from a nested mapping (closed schema, defaults for what is absent).
+
+    ``explicit`` names the dotted fields whose values were given as flags or
+    overrides rather than imported (see :func:`validate`).
+    """
     if not isinstance(payload, Mapping):
         raise InvalidConfigError(
             f"config payload must be a mapping, got {type(payload).__name__}", details={"field": "<root>"}
@@ -362,7 +391,7 @@ def from_dict(payload: Mapping[str, Any], *, validate_ranges: bool = True) -> Co
             kwargs[name] = coerce(value, top_hints[name], path=name)
     config = Config(**kwargs)
     if validate_ranges:
-        validate(config)
+        validate(config, explicit=explicit)
     return config
 
 
@@ -488,6 +517,17 @@ _NON_NEGATIVE_FLOATS = (
 )
 
 
+def _unfinished_warmup(config: Config) -> str:
+    """What the wsd schedule does when its warmup is at least the whole run."""
+    steps, warmup = config.training.max_steps, config.optimizer.warmup_steps
+    return (
+        f"optimizer.warmup_steps={warmup} >= training.max_steps={steps} under the wsd schedule: the learning"
+        f" rate rises linearly for all {steps} steps to {steps / warmup:.4g} x optimizer.lr at the last step"
+        f" ({config.optimizer.lr * steps / warmup:.4g}), with no stable or decay phase; give"
+        " optimizer.warmup_steps < training.max_steps for the full schedule"
+    )
+
+
 def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     return InvalidConfigError(
         f"{field}={value!r} is out of range: {rule}",
@@ -496,8 +536,37 @@ def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     )
 
 
-def validate(config: Config) -> Config:
-    """Range and cross-field checks; the first violation raises naming its field."""
+def feature_cache_path(config: Config) -> Path | None:
+    """Where the pooled-feature cache lives, or None when the run uses none."""
+    if config.encoder.feature_cache_dir:
+        return Path(config.encoder.feature_cache_dir).expanduser()
+    if config.encoder.feature_cache:
+        return Path(config.runtime.run_dir).expanduser() / "feature_cache"
+    return None
+
+
+def parse_profile_steps(text: str) -> tuple[int, int] | None:
+    """``"A:B"`` -> (A, B) with 1 <= A <= B; empty -> None."""
+    if not text:
+        return None
+    first, sep, last = text.partition(":")
+    try:
+        a, b = int(first), int(last if sep else first)
+    except ValueError:
+        a, b = 0, -1
+    if not 1 <= a <= b:
+        raise _range_error("observability.profile_steps", text, "it must be A:B with 1 <= A <= B (steps to trace)")
+    return a, b
+
+
+def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
+    """Range and cross-field checks; the first violation raises naming its field.
+
+    The wsd warmup rule (``warmup_steps < max_steps``) raises only when one of
+    :data:`WSD_HORIZON_FIELDS` is in ``explicit`` (given as a flag or an
+    override); for imported values it is a :class:`ConfigWarning`, as the
+    reference accepts them: the warmup then never ends.
+    """
     for name in _POSITIVE_INTS:
         if get_dotted(config, name) <= 0:
             raise _range_error(name, get_dotted(config, name), "it must be a positive integer")
@@ -524,11 +593,13 @@ def validate(config: Config) -> Config:
     if config.optimizer.name != "adamw":
         raise _range_error("optimizer.name", config.optimizer.name, "only adamw is supported for training")
     if config.optimizer.schedule == "wsd" and config.training.max_steps <= config.optimizer.warmup_steps:
-        raise _range_error(
-            "optimizer.warmup_steps",
-            config.optimizer.warmup_steps,
-            f"the wsd schedule needs warmup_steps < training.max_steps={config.training.max_steps}",
-        )
+        if set(explicit) & set(WSD_HORIZON_FIELDS):
+            raise _range_error(
+                "optimizer.warmup_steps",
+                config.optimizer.warmup_steps,
+                f"the wsd schedule needs warmup_steps < training.max_steps={config.training.max_steps}",
+            )
+        warnings.warn(_unfinished_warmup(config), ConfigWarning, stacklevel=3)
     buckets = config.training.k_buckets
     if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
         raise _range_error("training.k_buckets", list(buckets), "a non-empty, strictly increasing list of positive ints")
@@ -540,6 +611,8 @@ def validate(config: Config) -> Config:
         raise _range_error(
             "runtime.process_id", config.runtime.process_id, f"it must be < runtime.num_processes={config.runtime.num_processes}"
         )
+    if config.observability.profile_steps:
+        parse_profile_steps(config.observability.profile_steps)
     if not config.run_id.strip():
         raise _range_error("run_id", config.run_id, "it must be a non-empty string")
     return config
@@ -594,12 +667,13 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Mapping[s
             payload = to_dict(flag_defs.config_from_argv(["load_config", f"--flagfile={p}"]))
     if overrides:
         payload = set_dotted(to_dict(from_dict(payload, validate_ranges=False)), overrides)
-    return from_dict(payload)
+    return from_dict(payload, explicit=tuple(overrides or ()))
 
 
 __all__ = [
     "ActionConfig",
     "Config",
+    "ConfigWarning",
     "DataConfig",
     "EncoderConfig",
     "EvalConfig",
@@ -610,6 +684,7 @@ __all__ = [
     "RuntimeConfig",
     "SECTIONS",
     "TrainingConfig",
+    "WSD_HORIZON_FIELDS",
     "coerce",
     "describe_field",
     "diff",

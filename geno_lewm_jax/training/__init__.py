@@ -32,6 +32,7 @@ from geno_lewm_jax.training.collapse import (
     CollapseThresholds,
     compute_collapse_metrics,
     detect_collapse,
+    kl_reg_is_informative,
     record_collapse_metrics,
 )
 from geno_lewm_jax.training.fixture import (
@@ -118,6 +119,7 @@ __all__ = [
     "detect_collapse",
     "draw_edit_type_counts",
     "draw_rollout_step_counts",
+    "kl_reg_is_informative",
     "lejepa_kl_regularizer",
     "make_action_mask",
     "optimizer_grad_norm",

@@ -16,7 +16,9 @@ FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch
    batch's bucket, split over ``data``; then the optimizer update (padding-row
    mask, torch-style global clip, AdamW with that learning rate), one program
    for every bucket, which donates the state;
-4. fetches one small vector of scalars and returns a :class:`TrainerStepResult`.
+4. returns at once with the step's scalars still on the device (:meth:`Trainer.dispatch_step`);
+   :meth:`Trainer.resolve_steps` fetches many steps' scalars in one transfer, and
+   :meth:`Trainer.train_step` is the two together.
 
 The gradients compile once per (global batch rows, K bucket) and the update once:
 on first use, or ahead of time on background threads (:meth:`Trainer.precompile`), which is how the
@@ -34,10 +36,12 @@ Non-finite policy (``training.nan_policy``): inside the step, an update whose
 loss or gradient norm is not finite is never applied (parameters, moments
 and counts stay as they were; only the injected learning rate is the new
 step's). With ``"skip"`` the result reports ``skipped=True`` and training goes
-on; with ``"raise"`` ``train_step`` raises
+on; with ``"raise"`` the fetch of that step's scalars (``train_step``, or
+``resolve_steps`` after several ``dispatch_step`` calls) raises
 :class:`~geno_lewm_jax.errors.NaNLossError` naming the step, and the trainer
-still holds the parameters from before that step. ``trainer.nan_policy`` is
-read on the host after each step, so it can be changed between steps.
+still holds the parameters from before that step: a sticky in-graph flag skips
+every update dispatched after it. ``trainer.nan_policy`` is read on the host
+at each dispatch and fetch, so it can be changed between steps.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from geno_lewm_jax.sharding import (
     state_shardings,
 )
 from geno_lewm_jax.training._checks import non_negative_int, positive_int
-from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink
+from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink, kl_reg_is_informative
 from geno_lewm_jax.training.optimizer import (
     ClipState,
     build_adamw_optimizer,
@@ -142,6 +146,15 @@ class TrainerStepResult:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingStep:
+    """A dispatched step: its scalars are still on the device (``Trainer.resolve_steps`` fetches them)."""
+
+    step: int
+    lr_multiplier: float
+    scalars: jax.Array
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["predictions", "targets", "action_mask", "loss", "pred_loss", "kl_reg"],
@@ -162,16 +175,19 @@ class EvalOutput:
 def make_action_mask(rel_edits: Sequence[Sequence[Any]], *, k: int | None = None) -> np.ndarray:
     """bool [B, K]: row b is True on its first len(rel_edits[b]) steps (K = longest row, or ``k``)."""
     if isinstance(rel_edits, (str, bytes)) or not isinstance(rel_edits, Sequence) or not rel_edits:
-        raise InputError("rel_edits must hold at least one batch row", details={"field": "rel_edits"})
+        raise InputError("rel_edits must contain at least one batch item", details={"field": "rel_edits"})
     lengths = []
     for row, edits in enumerate(rel_edits):
         if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
             raise InputError(
-                f"rel_edits[{row}] must be a sequence of edits, got {type(edits).__name__}",
+                f"rel_edits entries must be sequences: rel_edits[{row}] is a {type(edits).__name__}",
                 details={"field": "rel_edits", "row": row},
             )
         if not edits:
-            raise InputError(f"rel_edits[{row}] has no edit; every row needs one", details={"field": "rel_edits", "row": row})
+            raise InputError(
+                f"each training batch item must include at least one edit: rel_edits[{row}] is empty",
+                details={"field": "rel_edits", "row": row},
+            )
         lengths.append(len(edits))
     width = max(lengths) if k is None else positive_int("k", k)
     if max(lengths) > width:
@@ -335,7 +351,9 @@ class Trainer:
         self._rest: Any = None
         if not _is_abstract((params, rest)):
             self._place_fresh(params, rest)
-        self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
+        self.collapse_monitor = CollapseMonitor(
+            log_every_steps=config.training.collapse_log_every_steps, kl_reg_informative=kl_reg_is_informative(config)
+        )
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
         # Compiled programs by key: (global rows, K) for the gradients, _UPDATE for the optimizer;
@@ -353,9 +371,13 @@ class Trainer:
         self._update = jax.jit(
             self._update_step,
             donate_argnums=(0,),
-            in_shardings=(self._state_sharding, self._state_sharding[0], self._replicated, self._replicated),
-            out_shardings=(self._state_sharding, self._replicated),
+            in_shardings=(
+                self._state_sharding, self._state_sharding[0], self._replicated, self._replicated, self._replicated
+            ),
+            out_shardings=(self._state_sharding, self._replicated, self._replicated),
         )
+        self._halt: Any = None  # device bool [2] (halted, halt_on_nonfinite); see _update_step
+        self._halt_policy = False
         self._eval = jax.jit(
             self._eval_step,
             in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
@@ -369,6 +391,7 @@ class Trainer:
         # One compiled init, made in place with its layout (eagerly, each moment shape compiles on its own).
         self._opt_state = jax.jit(self.optimizer.init, out_shardings=self._state_sharding[1])(self._params)
         self._rest = jax.device_put(rest, self._replicated)
+        self._halt = None
 
     def initialize(self, predictor: nnx.Module, action_encoder: nnx.Module) -> None:
         """Take the parameters of concrete modules and a fresh optimizer state (AdamW step 0).
@@ -508,10 +531,20 @@ class Trainer:
         )
         return grads, scalars
 
-    def _update_step(self, state: Any, grads: Any, lr: jax.Array, scalars: jax.Array) -> tuple[Any, jax.Array]:
-        """Apply the optimizer at learning rate ``lr`` unless the gradient step reported a non-finite value."""
+    def _update_step(
+        self, state: Any, grads: Any, lr: jax.Array, scalars: jax.Array, halt: jax.Array
+    ) -> tuple[Any, jax.Array, jax.Array]:
+        """Apply the optimizer at learning rate ``lr`` unless this step is non-finite or an earlier one halted.
+
+        ``halt`` is bool [2]: (halted, halt_on_nonfinite). Under ``nan_policy=raise``
+        the host learns of a non-finite step only when it next fetches scalars, so a
+        non-finite step sets the sticky ``halted`` flag and every later update is
+        skipped in-graph: the state the host then finds is the one from before that step.
+        """
         params, opt_state = state
         raw_norm = scalars[_GRAD_NORM]
+        finite = scalars[_FINITE] == 1.0
+        halted, halt_on_nonfinite = halt[0], halt[1]
 
         def apply(operands: Any) -> tuple[Any, Any, jax.Array]:
             p, s, g = operands
@@ -526,9 +559,10 @@ class Trainer:
         # A branch, not a select over the whole state: the update stays in place in the donated
         # buffers, where an elementwise where(finite, new, old) costs a copy of every leaf.
         new_params, new_opt, grad_norm = jax.lax.cond(
-            scalars[_FINITE] == 1.0, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
+            finite & ~halted, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
         )
-        return (new_params, new_opt), scalars.at[_GRAD_NORM].set(grad_norm)
+        new_halt = jnp.stack([halted | (~finite & halt_on_nonfinite), halt_on_nonfinite])
+        return (new_params, new_opt), scalars.at[_GRAD_NORM].set(grad_norm), new_halt
 
     def _eval_step(self, params: Any, rest: Any, batch: TrainerBatch) -> EvalOutput:
         _, (parts, prediction) = self._forward(params, rest, batch)
@@ -565,7 +599,8 @@ class Trainer:
         if key == _UPDATE:
             lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
             scalars = jax.ShapeDtypeStruct((len(_RESULT_FIELDS),), jnp.float32, sharding=self._replicated)
-            return self._update.lower(state, state[0], lr, scalars)
+            halt = jax.ShapeDtypeStruct((2,), jnp.bool_, sharding=self._replicated)
+            return self._update.lower(state, state[0], lr, scalars, halt)
         return self._gradients.lower(state[0], rest, self._abstract_batch(*key))
 
     def _compile_into(self, future: Future, key: Any) -> None:
@@ -665,6 +700,15 @@ class Trainer:
                 remediation=f"Use a data.batch_size that is a multiple of {self.reduction_groups}.",
             )
 
+    def is_prepared(self, batch: Any) -> bool:
+        """True for a batch :meth:`prepare` made: on this trainer's mesh, K already a bucket."""
+        mask = batch.action_mask if isinstance(batch, TrainerBatch) else None
+        return (
+            isinstance(mask, jax.Array)
+            and mask.sharding == self._batch_sharding
+            and mask.shape[1] == bucket_for(mask.shape[1], self.buckets, self.max_len)
+        )
+
     def prepare(self, batch: TrainerBatch) -> TrainerBatch:
         """Validate, pad K to its bucket and assemble the global batch on the mesh (split over ``data``).
 
@@ -677,7 +721,17 @@ class Trainer:
         return put_batch(padded, self.mesh)
 
     def train_step(self, batch: TrainerBatch, step: int) -> TrainerStepResult:
-        """One optimizer update for 1-indexed ``step`` (1..total_steps)."""
+        """One optimizer update for 1-indexed ``step`` (1..total_steps), waiting for its scalars."""
+        return self.resolve_steps([self.dispatch_step(batch, step)])[0]
+
+    def dispatch_step(self, batch: TrainerBatch, step: int) -> PendingStep:
+        """Queue one optimizer update for 1-indexed ``step`` and return without waiting for the device.
+
+        ``batch`` may already be :meth:`prepare`-d (the main job prepares batches
+        ahead, on its producer thread). The returned scalars stay on the device
+        until :meth:`resolve_steps` fetches them; until then a non-finite step under
+        ``nan_policy=raise`` halts every later update in-graph (see :meth:`_update_step`).
+        """
         positive_int("step", step)
         if step > self.total_steps:
             raise InputError(
@@ -690,30 +744,61 @@ class Trainer:
         )
         lr = np.float32(self.base_lr * multiplier)
         self._require_state()
-        prepared = self.prepare(batch)
+        prepared = batch if self.is_prepared(batch) else self.prepare(batch)
         gradients = self._executable(tuple(prepared.action_mask.shape))
         update = self._executable(_UPDATE)
         grads, scalars = gradients(self._params, self._rest, prepared)
-        (self._params, self._opt_state), scalars = update((self._params, self._opt_state), grads, lr, scalars)
-        values = dict(zip(_RESULT_FIELDS, (float(v) for v in jax.device_get(scalars))))
-        finite = values["finite"] == 1.0
-        if not finite and self.nan_policy == "raise":
-            raise NaNLossError(
-                f"non-finite loss or gradient at step {step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
-                details={"step": step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
-                remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
-            )
-        return TrainerStepResult(
-            step=step,
-            lr_multiplier=multiplier,
-            loss=values["loss"],
-            pred_loss=values["pred_loss"],
-            kl_reg=values["kl_reg"],
-            action_count=int(values["action_count"]),
-            pred_var_per_dim=values["pred_var_per_dim"],
-            grad_norm=values["grad_norm"],
-            skipped=not finite,
+        halt = self._halt_flags()
+        (self._params, self._opt_state), scalars, self._halt = update(
+            (self._params, self._opt_state), grads, lr, scalars, halt
         )
+        return PendingStep(step=step, lr_multiplier=multiplier, scalars=scalars)
+
+    def _halt_flags(self) -> Any:
+        """The device halt flags for the next update, with ``nan_policy`` as the host sees it now."""
+        raise_now = self.nan_policy == "raise"
+        if self._halt is None or raise_now != self._halt_policy:
+            halted = bool(jax.device_get(self._halt)[0]) if self._halt is not None else False
+            self._halt = jax.device_put(np.array([halted, raise_now]), self._replicated)
+            self._halt_policy = raise_now
+        return self._halt
+
+    def resolve_steps(self, pending: Sequence[PendingStep]) -> list[TrainerStepResult]:
+        """Fetch the scalars of dispatched steps in one transfer, oldest first.
+
+        Under ``nan_policy=raise`` the first non-finite step raises
+        :class:`~geno_lewm_jax.errors.NaNLossError` naming it; the trainer then holds
+        the parameters from before that step (later updates were skipped in-graph)
+        and is ready to train again.
+        """
+        if not pending:
+            return []
+        rows = jax.device_get([p.scalars for p in pending])
+        results = []
+        for p, row in zip(pending, rows):
+            values = dict(zip(_RESULT_FIELDS, (float(v) for v in row)))
+            finite = values["finite"] == 1.0
+            if not finite and self.nan_policy == "raise":
+                self._halt = None  # the state is the pre-step one: training may go on from it
+                raise NaNLossError(
+                    f"non-finite loss or gradient at step {p.step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
+                    details={"step": p.step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
+                    remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
+                )
+            results.append(
+                TrainerStepResult(
+                    step=p.step,
+                    lr_multiplier=p.lr_multiplier,
+                    loss=values["loss"],
+                    pred_loss=values["pred_loss"],
+                    kl_reg=values["kl_reg"],
+                    action_count=int(values["action_count"]),
+                    pred_var_per_dim=values["pred_var_per_dim"],
+                    grad_norm=values["grad_norm"],
+                    skipped=not finite,
+                )
+            )
+        return results
 
     def eval_step(self, batch: TrainerBatch, params: Any = None) -> EvalOutput:
         """Predictions and loss parts for ``batch`` under ``params`` (default: the current ones; no update)."""
@@ -762,6 +847,7 @@ class Trainer:
             self._require_state()  # non-parameter variables come only from concrete modules (initialize)
         self._check_leaves((state["params"], state["opt_state"]), self._state_spec[0], "state")
         self._params, self._opt_state = put_state((state["params"], state["opt_state"]), self._state_sharding)
+        self._halt = None
         if self._rest is None:
             self._rest = self._state_spec[1]  # holds no leaves (checked above): its structure is all there is
 
@@ -784,6 +870,7 @@ class Trainer:
 
 __all__ = [
     "EvalOutput",
+    "PendingStep",
     "Trainer",
     "TrainerBatch",
     "TrainerSeeds",

@@ -330,6 +330,29 @@ def test_nan_policy_skip_leaves_the_state_untouched_then_raise_names_the_step(ti
     assert not tiny.train_step(tiny_batch(2, seed=33), 33).skipped
 
 
+def test_dispatched_steps_after_a_non_finite_one_leave_the_state_from_before_it(tiny):
+    """Under nan_policy=raise, steps dispatched without a fetch halt in-graph at the first non-finite one.
+
+    The fetch names that step, and the trainer holds exactly the state from before it,
+    although two more steps were dispatched after it.
+    """
+    tiny.train_step(tiny_batch(2, seed=60), 20)
+    before = jax.device_get(tiny.state)
+    good = tiny_batch(2, seed=61)
+    bad = TrainerBatch(state=np.full_like(good.state, np.nan), targets=good.targets, features=good.features, action_mask=good.action_mask)
+    tiny.nan_policy = "raise"
+    try:
+        pending = [tiny.dispatch_step(b, s) for s, b in ((21, bad), (22, good), (23, good))]
+        with pytest.raises(NaNLossError) as info:
+            tiny.resolve_steps(pending)
+        assert info.value.details["step"] == 21
+        for a, b in zip(jax.tree.leaves(jax.device_get(tiny.state)), jax.tree.leaves(before)):
+            np.testing.assert_array_equal(a, b)
+        assert not tiny.train_step(good, 22).skipped  # the halt is lifted once reported
+    finally:
+        tiny.nan_policy = "skip"
+
+
 def test_restored_state_continues_bit_for_bit(tiny):
     saved = jax.device_get(tiny.state)
     batch = tiny_batch(4, seed=40)
