@@ -16,6 +16,8 @@ from geno_lewm_jax import config as cfg
 from geno_lewm_jax import flags as flag_defs
 from geno_lewm_jax.errors import RuntimeSetupError, exit_code_for
 from geno_lewm_jax.events import EventLog
+from sinks_support import log_curves, tb_scalars
+
 from geno_lewm_jax.sinks import (
     RUN_ID_NAME,
     TB_DIR,
@@ -25,15 +27,6 @@ from geno_lewm_jax.sinks import (
     open_run_metrics,
     section_for,
 )
-
-
-def tb_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar tag of ``logdir`` as (step, value) pairs, as TensorBoard shows them (purges applied)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def log_records(run_dir: Path) -> list[dict[str, Any]]:
@@ -106,6 +99,20 @@ def test_one_emit_feeds_the_log_the_history_and_every_sink(tmp_path):
         assert sink.closed
 
 
+def test_events_routed_to_one_list_at_one_step_make_one_row(tmp_path):
+    rows: list[dict[str, Any]] = [{"step": 0, "val_loss": 3.0}]
+    fan = MetricsFanout(EventLog(tmp_path / "train.log"), history={"training.collapse.metrics": rows, "train.validation": rows})
+    fan.emit("training.collapse.metrics", step=4, kl_reg=2.0)
+    fan.emit("train.validation", step=4, val_loss=1.0)
+    fan.close()
+    assert rows == [{"step": 0, "val_loss": 3.0}, {"step": 4, "kl_reg": 2.0, "val_loss": 1.0}]
+
+
+def test_curves_of_the_phase_timeline_have_their_own_section():
+    fields = {"step": 5, "loss": 1.0, "time_wall": 2.0, "producer_encode": 0.5}
+    assert curve_values("train", fields) == {"train/loss": 1.0, "time/time_wall": 2.0, "time/producer_encode": 0.5}
+
+
 def test_close_closes_every_sink_and_the_log_before_raising(tmp_path):
     broken, fine = RecordingSink(fail_close=True), RecordingSink()
     fan = MetricsFanout(EventLog(tmp_path / "train.log"), [broken, fine])
@@ -119,25 +126,17 @@ def test_every_scalar_of_train_log_is_in_the_event_files_at_its_step(tmp_path):
     fan = open_run_metrics(cfg.Config(), tmp_path)
     fan.emit("train.start", run_id="r", target_steps=3)
     for step in (1, 2, 3):
-        fan.emit("train.progress", step=step, loss=1.0 / step, lr=1e-3 * step, grad_norm=float("nan"), skipped=False)
+        fan.emit("train.progress", step=step, loss=1.0 / step, lr=1e-3 * step, grad_norm=float("nan"), skipped=False,
+                 time_wall=0.5)
     fan.emit("training.collapse.metrics", step=3, pred_var_per_dim=0.25, kl_reg=2.0)
     fan.emit("train.validation", step=0, val_loss=3.0)  # the late step-0 baseline
     fan.emit("train.checkpoint", step=3, path="checkpoints/3")
     fan.close()
 
-    expected: dict[str, list[tuple[int, float]]] = {}
-    for record in log_records(tmp_path):
-        section = section_for(record["event"])
-        if section is not None:
-            for tag, value in curve_values(section, record).items():
-                expected.setdefault(tag, []).append((record["step"], value))
-    assert {"train/loss", "train/lr", "collapse/kl_reg", "val/val_loss", "checkpoint/step"} <= set(expected)
+    expected = log_curves(tmp_path)
+    assert {"train/loss", "train/lr", "collapse/kl_reg", "val/val_loss", "checkpoint/step", "time/time_wall"} <= set(expected)
     assert "train/grad_norm" not in expected  # null in train.log, absent in TensorBoard
-    got = tb_scalars(tmp_path / TB_DIR)
-    assert set(got) == set(expected)
-    for tag, points in expected.items():
-        assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
-        np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in points], rtol=1e-6, err_msg=tag)
+    assert tb_scalars(tmp_path / TB_DIR) == expected
 
 
 def test_a_resumed_writer_hides_what_the_killed_run_wrote_after_the_checkpoint(tmp_path):
@@ -244,6 +243,16 @@ def test_missing_wandb_is_one_typed_line_naming_the_field(tmp_path, monkeypatch)
     assert not (tmp_path / "train.log").exists() and not (tmp_path / TB_DIR).exists()  # nothing else written
 
 
+def test_the_job_stops_on_a_missing_package_before_touching_the_run_dir(tmp_path, monkeypatch):
+    from geno_lewm_jax.training.carbon import run_carbon_training
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    config = cfg.Config().replace({"observability.wandb_project": "geno", "runtime.run_dir": str(tmp_path / "run")})
+    with pytest.raises(RuntimeSetupError, match="observability.wandb_project"):
+        run_carbon_training(config)
+    assert not (tmp_path / "run").exists()
+
+
 def test_disabled_wandb_never_imports_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)
     open_run_metrics(no_sinks(wandb_project="geno", wandb_mode="disabled"), tmp_path).close()
@@ -251,8 +260,7 @@ def test_disabled_wandb_never_imports_it(tmp_path, monkeypatch):
 
 
 def test_missing_tensorboardx_is_one_typed_line_naming_the_flag(tmp_path, monkeypatch):
-    for name in [m for m in sys.modules if m.split(".")[0] == "tensorboardX"] + ["tensorboardX"]:
-        monkeypatch.setitem(sys.modules, name, None)  # import tensorboardX... -> ImportError
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(RuntimeSetupError, match="observability.tensorboard") as info:
         open_run_metrics(cfg.Config(), tmp_path)
     assert "--notensorboard" in info.value.remediation

@@ -7,21 +7,29 @@ process that writes the run directory (process 0) opens real sinks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.events import LOG_NAME, EventLog
 from geno_lewm_jax.sinks.fanout import MetricsFanout, ScalarSink
-from geno_lewm_jax.sinks.scalars import curve_values, is_scalar, section_for
-from geno_lewm_jax.sinks.tensorboard_sink import TB_DIR, TensorBoardSink
-from geno_lewm_jax.sinks.wandb_sink import RUN_ID_NAME, WandbSink
+from geno_lewm_jax.sinks.scalars import curve_values, is_scalar, section_for, tag_for
+from geno_lewm_jax.sinks.tensorboard_sink import TB_DIR, TensorBoardSink, import_tensorboardx
+from geno_lewm_jax.sinks.wandb_sink import RUN_ID_NAME, WandbSink, import_wandb
 
 
 def wandb_enabled(config: cfg.Config) -> bool:
     obs = config.observability
     return bool(obs.wandb_project) and obs.wandb_mode != "disabled"
+
+
+def require_packages(config: cfg.Config) -> None:
+    """Raise the missing-package error now, before a long setup, for each sink the config asks for."""
+    if config.observability.tensorboard:
+        import_tensorboardx()
+    if wandb_enabled(config):
+        import_wandb(config.observability.wandb_project)  # type: ignore[arg-type] - wandb_enabled checked it
 
 
 def open_run_metrics(
@@ -30,9 +38,11 @@ def open_run_metrics(
     *,
     resumed_from: int = 0,
     enabled: bool = True,
-    history: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+    history: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> MetricsFanout:
     """The run's metrics path; ``resumed_from`` is the checkpoint step the run restarts from (0 = fresh).
+
+    ``history`` routes events to the lists their rows are appended to (see :class:`MetricsFanout`).
 
     TensorBoard hides what an earlier process of this run dir wrote after that
     step (at or after step 0 on a fresh start, where nothing was kept).
@@ -72,6 +82,8 @@ __all__ = [
     "curve_values",
     "is_scalar",
     "open_run_metrics",
+    "require_packages",
     "section_for",
+    "tag_for",
     "wandb_enabled",
 ]

@@ -1,21 +1,23 @@
 """One metrics path: each event the loop emits reaches every place a run's numbers are read.
 
 ``MetricsFanout.emit(event, step=..., **fields)`` writes the ``train.log``
-record, keeps the event's fields in the in-memory history that ``metrics.json``
-and the plot are built from, and sends its curves (see
-:mod:`geno_lewm_jax.sinks.scalars`) to every scalar sink (TensorBoard, W&B).
-It has ``EventLog``'s ``emit`` signature, so it is also the collapse monitor's
-logger. A new metric is a new field in an emitted event; nothing else changes.
+record, adds the event's fields to the history list it is routed to (the lists
+a checkpoint, ``metrics.json`` and the plot are made from), and sends its curves
+(see :mod:`geno_lewm_jax.sinks.scalars`) to every scalar sink (TensorBoard,
+W&B). It has ``EventLog``'s ``emit`` signature, so it is also the collapse
+monitor's logger. A new metric is a new field in an emitted event; nothing else
+changes.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from geno_lewm_jax.events import EventLog
 from geno_lewm_jax.sinks.scalars import STEP, curve_values, is_scalar, section_for
+
 
 class ScalarSink(Protocol):
     """A destination for curves: ``write`` hands over one step's ``{tag: value}`` for good (no buffering
@@ -27,21 +29,30 @@ class ScalarSink(Protocol):
 
 
 class MetricsFanout:
-    """Feeds ``train.log``, the history and the scalar sinks from one ``emit`` call per event."""
+    """Feeds ``train.log``, the history lists and the scalar sinks from one ``emit`` call per event."""
 
     def __init__(
         self,
         log: EventLog,
         sinks: Sequence[ScalarSink] = (),
         *,
-        history: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+        history: Mapping[str, list[dict[str, Any]]] | None = None,
     ) -> None:
-        """``history`` seeds the rows a resumed run already has (from its checkpoint), per event name."""
+        """``history`` routes events to lists, appended in place (a resumed run passes the rows it restored).
+
+        Events routed to one list at the same step make one row: the collapse
+        metrics and the losses of one validation are one ``collapse_history`` row.
+        """
         self.log = log
         self.sinks = tuple(sinks)
-        self._history: dict[str, list[dict[str, Any]]] = {k: [dict(r) for r in v] for k, v in (history or {}).items()}
+        self._history = dict(history or {})
         self._last_step = 0
         self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this process writes the run directory's logs (process 0)."""
+        return self.log.enabled
 
     def emit(self, event: str, **fields: Any) -> None:
         with self._lock:
@@ -49,17 +60,24 @@ class MetricsFanout:
             step = fields.get(STEP)
             if is_scalar(step):
                 self._last_step = int(step)
+            self._keep(event, fields)
             section = section_for(event)
-            if section is None:
-                return
-            self._history.setdefault(event, []).append(dict(fields))
-            values = curve_values(section, fields)
+            values = curve_values(section, fields) if section is not None else {}
             if values:
                 for sink in self.sinks:
                     sink.write(self._last_step, values)
 
+    def _keep(self, event: str, fields: dict[str, Any]) -> None:
+        rows = self._history.get(event)
+        if rows is None:
+            return
+        if rows and STEP in fields and rows[-1].get(STEP) == fields[STEP]:
+            rows[-1].update(fields)
+        else:
+            rows.append(dict(fields))
+
     def history(self, event: str) -> list[dict[str, Any]]:
-        """The fields of every ``event`` emitted so far (seeded rows first), oldest first."""
+        """A copy of the rows ``event`` is routed to, oldest first ([] when it is not routed)."""
         with self._lock:
             return [dict(r) for r in self._history.get(event, ())]
 

@@ -18,10 +18,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from geno_lewm_jax.errors import RuntimeSetupError
 
 TB_DIR = "tb"
+
+
+def import_tensorboardx() -> Any:
+    """The ``tensorboardX`` module, or one typed error line naming the setting that asked for it."""
+    try:
+        import tensorboardX
+    except ImportError:
+        raise RuntimeSetupError(
+            "observability.tensorboard is on but the tensorboardX package is not installed",
+            details={"field": "observability.tensorboard", "package": "tensorboardX"},
+            remediation="pip install 'geno-lewm-jax[tensorboard]' (or tensorboardX), or pass --notensorboard.",
+        ) from None
+    return tensorboardX
 
 
 class TensorBoardSink:
@@ -34,16 +48,11 @@ class TensorBoardSink:
     """
 
     def __init__(self, logdir: str | Path, *, purge_step: int) -> None:
-        try:
-            from tensorboardX.event_file_writer import EventsWriter
-            from tensorboardX.proto.event_pb2 import Event, SessionLog
-            from tensorboardX.proto.summary_pb2 import Summary
-        except ImportError:
-            raise RuntimeSetupError(
-                "observability.tensorboard is on but the tensorboardX package is not installed",
-                details={"field": "observability.tensorboard", "package": "tensorboardX"},
-                remediation="pip install 'geno-lewm-jax[tensorboard]' (or tensorboardX), or pass --notensorboard.",
-            ) from None
+        import_tensorboardx()
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.proto.summary_pb2 import Summary
+
         self._event, self._summary = Event, Summary
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -62,4 +71,4 @@ class TensorBoardSink:
         self._file.close()
 
 
-__all__ = ["TB_DIR", "TensorBoardSink"]
+__all__ = ["TB_DIR", "TensorBoardSink", "import_tensorboardx"]

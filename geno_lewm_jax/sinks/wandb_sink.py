@@ -34,6 +34,19 @@ def run_id_for(run_dir: Path) -> str:
     return new_id
 
 
+def import_wandb(project: str) -> Any:
+    """The ``wandb`` module, or one typed error line naming the setting that asked for it."""
+    try:
+        import wandb
+    except ImportError:
+        raise RuntimeSetupError(
+            f"observability.wandb_project={project!r} needs the wandb package, which is not installed",
+            details={"field": "observability.wandb_project", "package": "wandb"},
+            remediation="pip install 'geno-lewm-jax[wandb]' (or wandb), or drop --wandb_project.",
+        ) from None
+    return wandb
+
+
 class WandbSink:
     """Streams curves to one W&B run (``mode="offline"`` writes under ``<run_dir>/wandb/`` with no network)."""
 
@@ -47,14 +60,7 @@ class WandbSink:
         run_dir: Path,
         config: Mapping[str, Any],
     ) -> None:
-        try:
-            import wandb
-        except ImportError:
-            raise RuntimeSetupError(
-                f"observability.wandb_project={project!r} needs the wandb package, which is not installed",
-                details={"field": "observability.wandb_project", "package": "wandb"},
-                remediation="pip install 'geno-lewm-jax[wandb]' (or wandb), or drop --wandb_project.",
-            ) from None
+        wandb = import_wandb(project)
         try:
             self._run = wandb.init(
                 project=project,
@@ -82,4 +88,4 @@ class WandbSink:
         self._run.finish()
 
 
-__all__ = ["RUN_ID_NAME", "STEP_KEY", "WandbSink", "run_id_for"]
+__all__ = ["RUN_ID_NAME", "STEP_KEY", "WandbSink", "import_wandb", "run_id_for"]
