@@ -119,8 +119,18 @@ class TrainingConfig:
     collapse_log_every_steps: int = _f(500, "Collapse-monitor cadence on validation batches.")
     loss_alpha: float = _f(1.0, "Weight of (1 - cos) in the prediction loss.")
     loss_beta: float = _f(0.1, "Weight of the squared error / D.")
-    loss_gamma: float = _f(0.5, "Weight of the KL regulariser in phase2.")
-    kl_source: Literal["targets", "predictions"] = _f("targets", "States the KL regulariser is computed on.")
+    loss_gamma: float = _f(0.5, "Weight of the regulariser (training.regularizer) in phase2.")
+    kl_source: Literal["targets", "predictions"] = _f("targets", "States the regulariser (KL or SIGReg) is computed on.")
+    regularizer: Literal["lejepa_kl", "sigreg", "none"] = _f(
+        "lejepa_kl",
+        "Regulariser added as gamma * R in phase2: lejepa_kl (the reference's KL to N(0, I)), sigreg (LeJEPA's"
+        " sketched isotropic Gaussian regulariser, as in LeWorldModel; directions redrawn each step from seed"
+        " and step) or none. The KL is reported in every case.",
+    )
+    sigreg_projections: int = _f(1024, "SIGReg: random unit directions drawn each step (LeWorldModel: 1024).")
+    sigreg_integration_points: int = _f(
+        17, "SIGReg: trapezoid nodes on t in [0, 3] for the Epps-Pulley integral (LeJEPA, LeWorldModel: 17); >= 2."
+    )
     log_every_steps: int = _f(50, "Progress-event cadence.")
     checkpoint_every_steps: int = _f(1000, "Checkpoint cadence.")
     keep_checkpoints: int = _f(3, "Latest checkpoints kept (the best one is kept too).")
@@ -491,6 +501,7 @@ _POSITIVE_INTS = (
     "training.log_every_steps",
     "training.checkpoint_every_steps",
     "training.keep_checkpoints",
+    "training.sigreg_projections",
     "data.batch_size",
     "runtime.num_processes",
 )
@@ -600,6 +611,12 @@ def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
                 f"the wsd schedule needs warmup_steps < training.max_steps={config.training.max_steps}",
             )
         warnings.warn(_unfinished_warmup(config), ConfigWarning, stacklevel=3)
+    if config.training.sigreg_integration_points < 2:
+        raise _range_error(
+            "training.sigreg_integration_points",
+            config.training.sigreg_integration_points,
+            "the trapezoid rule needs at least 2 nodes",
+        )
     buckets = config.training.k_buckets
     if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
         raise _range_error("training.k_buckets", list(buckets), "a non-empty, strictly increasing list of positive ints")
