@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from job_support import job_args
+from sinks_support import log_curves, tb_scalars
 
 from geno_lewm_jax.errors import NaNLossError
 from geno_lewm_jax.flags import config_from_argv
@@ -110,6 +111,21 @@ def test_the_phase_timeline_accounts_for_each_interval(recorded_run):
     assert progress[-1]["producer_encode"] >= 4 * 0.05 and progress[-1]["producer_prepare"] > 0
     summary = json.loads((report.run_dir / "metrics.json").read_text())
     assert summary["history"][-1]["time_wall"] == progress[-1]["time_wall"]
+
+
+def test_tensorboard_holds_every_scalar_of_train_log_at_its_step(recorded_run):
+    """One metrics path: the event files, train.log and metrics.json hold the same numbers."""
+    report, _ = recorded_run
+    curves = log_curves(report.run_dir)
+    assert {"train/loss", "train/lr", "time/time_wall", "val/val_loss", "collapse/pred_var_per_dim", "checkpoint/step"} <= set(curves)
+    assert tb_scalars(report.run_dir / "tb") == curves
+    summary = json.loads((report.run_dir / "metrics.json").read_text())
+    progress = [{k: v for k, v in e.items() if k not in ("event", "ts")} for e in _events(report.run_dir, "train.progress")]
+    assert summary["history"] == progress
+    rows = {row["step"]: row for row in summary["collapse_history"]}
+    assert sorted(rows) == [0, 8]
+    for event in _events(report.run_dir, "training.collapse.metrics") + _events(report.run_dir, "train.validation"):
+        assert {k: v for k, v in event.items() if k not in ("event", "ts")}.items() <= rows[event["step"]].items()
 
 
 def test_a_non_finite_step_is_raised_at_the_next_log_step_with_the_state_from_before_it(job_inputs, tmp_path):
