@@ -76,7 +76,7 @@ class EncoderConfig:
         "or legacy_raw_v1 (geno-lewm 0.2.1 pooling, bit-for-bit).",
     )
     feature_cache: bool = _f(
-        False,
+        True,
         "Cache pooled Carbon features so a (window, locus) state is encoded once per run "
         "(in feature_cache_dir, or <run_dir>/feature_cache when that is empty).",
     )

@@ -66,7 +66,7 @@ from geno_lewm_jax.training.run_summary import (
     metrics_summary,
     run_metadata,
 )
-from geno_lewm_jax.training.timeline import PRODUCER_PHASES, Timeline
+from geno_lewm_jax.training.timeline import PRODUCER_PHASES, PhaseTally
 from geno_lewm_jax.training.trainer import Trainer, TrainerSeeds
 
 
@@ -394,7 +394,7 @@ def run_carbon_training(
             _write_inputs_record(config, run_dir, snapshot, preflight_report)
         res.log = open_run_metrics(config, run_dir, resumed_from=state.step, enabled=primary, history=state.event_rows())
         _announce(res.log, config, state, skipped, identity)
-        producer_timeline = Timeline(PRODUCER_PHASES)
+        producer_timeline = PhaseTally(PRODUCER_PHASES)
         if hasattr(encoder, "timeline"):
             encoder.timeline = producer_timeline
         val_batch = _validation_batch(snapshot, config, encoding)

@@ -34,7 +34,7 @@ from geno_lewm_jax.sinks import MetricsFanout
 from geno_lewm_jax.training.carbon_batches import BatchProducer, ProducedBatch
 from geno_lewm_jax.training.collapse import CollapseCheck
 from geno_lewm_jax.training.run_state import RunState
-from geno_lewm_jax.training.timeline import LOOP_PHASES, Timeline
+from geno_lewm_jax.training.timeline import LoopTimeline, PhaseTally
 from geno_lewm_jax.training.trainer import EvalOutput, PendingStep, Trainer, TrainerStepResult
 
 
@@ -118,7 +118,7 @@ class LoopParts:
     identity: dict[str, Any]  # run_identity(...): the fixed part of every checkpoint's meta
     stop: Any  # has .signal_name
     stop_after_step: int | None = None
-    producer_timeline: Timeline | None = None
+    producer_timeline: PhaseTally | None = None
     cache_counts: Callable[[], tuple[int, int]] | None = None  # (hits, lookups) so far
 
 
@@ -132,7 +132,7 @@ class TrainingLoop:
         self.state = state
         self.resumed_from = state.step
         self.started = started
-        self.timeline = Timeline(LOOP_PHASES)
+        self.timeline = LoopTimeline()
         self.throughput = Throughput()
         self.pending: list[PendingStep] = []
         self.last_result: TrainerStepResult | None = None
@@ -231,7 +231,7 @@ class TrainingLoop:
         timing = self.timeline.take()
         with self.timeline.phase("logging"):  # counted in the next interval
             if self.parts.producer_timeline is not None:
-                timing.update(self.parts.producer_timeline.take("producer_", with_wall=False))
+                timing.update(self.parts.producer_timeline.take("producer_"))
             row["step_time"] = timing["time_wall"] / max(1, result.step - self._last_logged_step())  # mean per step
             row.update(timing)
             self.parts.log.emit("train.progress", **row)  # appends the row to state.history
