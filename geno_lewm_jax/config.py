@@ -77,7 +77,7 @@ class EncoderConfig:
         "or legacy_raw_v1 (geno-lewm 0.2.1 pooling, bit-for-bit).",
     )
     feature_cache: bool = _f(
-        False,
+        True,
         "Cache pooled Carbon features so a (window, locus) state is encoded once per run "
         "(in feature_cache_dir, or <run_dir>/feature_cache when that is empty).",
     )
@@ -181,11 +181,17 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ObservabilityConfig:
-    """Logging settings."""
+    """Logging settings and where the run's curves go (train.log always; TensorBoard, W&B)."""
 
     log_level: Literal["debug", "info", "warn", "error"] = _f("info", "Console log level.")
     redaction_strict: bool = _f(True, "Kept for YAML compatibility.")
-    wandb_project: str | None = _f(None, "Kept for YAML compatibility.")
+    tensorboard: bool = _f(True, "Write TensorBoard event files under <run_dir>/tb/ (needs tensorboardX).")
+    wandb_project: str | None = _f(None, "Stream the curves and the config to this W&B project (needs wandb); unset: no W&B.")
+    wandb_entity: str | None = _f(None, "W&B entity (user or team); unset: your W&B default.")
+    wandb_run_name: str | None = _f(None, "W&B run display name; unset: run_id.")
+    wandb_mode: Literal["online", "offline", "disabled"] = _f(
+        "online", "online streams to the W&B server; offline writes <run_dir>/wandb/ for `wandb sync`; disabled turns W&B off."
+    )
     profile_steps: str = _f(
         "", "A:B writes a jax.profiler trace of steps A..B into <run_dir>/profile (TensorBoard/Perfetto); empty: none."
     )

@@ -12,6 +12,7 @@ Run directory::
     training_preflight_report.json   written by the preflight gate
     dataset_manifest.json            copy of the snapshot manifest
     train.log                        JSONL events (see geno_lewm_jax.events)
+    tb/                              TensorBoard event files of the same curves (unless --notensorboard)
     checkpoints/<step>/              Orbax checkpoints (latest N plus best by validation loss)
     metrics.json, training_run.json  strict JSON summaries
     training_curves.png              loss, LR and collapse curves
@@ -45,10 +46,11 @@ from flax import nnx
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.checkpointing import CheckpointStore
 from geno_lewm_jax.errors import InputError
-from geno_lewm_jax.events import LOG_NAME, EventLog, ProgressDisplay
+from geno_lewm_jax.events import LOG_NAME, ProgressDisplay
 from geno_lewm_jax.model import build_action_encoder, build_predictor
 from geno_lewm_jax.plots import PLOT_NAME, write_training_plot
 from geno_lewm_jax.run_dir import RunDirLock, write_json, write_text_atomic
+from geno_lewm_jax.sinks import MetricsFanout, open_run_metrics, require_packages
 from geno_lewm_jax.training.carbon_batches import BatchProducer, StateEncoder, encode_training_batch
 from geno_lewm_jax.training.loop import LoopParts, TrainingLoop
 from geno_lewm_jax.training.reproducibility import configure_reproducibility
@@ -64,7 +66,7 @@ from geno_lewm_jax.training.run_summary import (
     metrics_summary,
     run_metadata,
 )
-from geno_lewm_jax.training.timeline import PRODUCER_PHASES, Timeline
+from geno_lewm_jax.training.timeline import PRODUCER_PHASES, PhaseTally
 from geno_lewm_jax.training.trainer import Trainer, TrainerSeeds
 
 
@@ -205,7 +207,7 @@ class _Resources:
     producer: BatchProducer | None = None
     trainer_future: Future | None = None
     store: CheckpointStore | None = None
-    log: EventLog | None = None
+    log: MetricsFanout | None = None
 
     def close(self) -> None:
         try:
@@ -331,7 +333,7 @@ def _write_inputs_record(config: cfg.Config, run_dir: Path, snapshot: Any, prefl
         save_report(preflight_report, run_dir / REPORT_NAME)
 
 
-def _announce(log: EventLog, config: cfg.Config, state: RunState, skipped: tuple, identity: dict[str, Any]) -> None:
+def _announce(log: MetricsFanout, config: cfg.Config, state: RunState, skipped: tuple, identity: dict[str, Any]) -> None:
     for bad_step, reason in skipped:  # each was announced on stderr when it was moved aside
         log.emit("train.checkpoint_corrupt", step=bad_step, reason=reason)
     if state.step:
@@ -403,6 +405,8 @@ def run_carbon_training(
     primary = jax.process_index() == 0
     res = _Resources()
     try:
+        if primary:
+            require_packages(config)  # a missing tensorboardX or wandb stops the run before the long setup
         # Process 0 holds the run-dir lock for the whole multi-host run (the directory is shared).
         res.lock = RunDirLock(run_dir).acquire() if primary else None
         res.stop = _StopFlag().install()
@@ -436,9 +440,9 @@ def run_carbon_training(
         )
         if primary:
             _write_inputs_record(config, run_dir, snapshot, preflight_report)
-        res.log = EventLog(run_dir / LOG_NAME, enabled=primary)
+        res.log = open_run_metrics(config, run_dir, resumed_from=state.step, enabled=primary, history=state.event_rows())
         _announce(res.log, config, state, skipped, identity)
-        producer_timeline = Timeline(PRODUCER_PHASES)
+        producer_timeline = PhaseTally(PRODUCER_PHASES)
         if hasattr(encoder, "timeline"):
             encoder.timeline = producer_timeline
         val_batch = _validation_batch(snapshot, config, encoding)
