@@ -130,7 +130,7 @@ class CarbonEncoder:
         self.max_batch = max_batch
         self.model = loading.load_truncated(files, self.state_layer, _TORCH_DTYPES[dtype]).to(self.device)
         self.identity = self._identity(files)
-        # Optional: an object with ``add(phase, seconds)`` (a training Timeline) that receives the
+        # Optional: an object with ``add(phase, seconds)`` (a training PhaseTally) that receives the
         # tokenize / carbon_forward / pool split of every encode (CUDA work is synchronised per stage).
         self.timeline: Any = None
         self._side_stream: Any = None

@@ -34,6 +34,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from geno_lewm_jax.errors import (
     ConfigError,
+    ConfigFileNotFoundError,
     InvalidConfigError,
     MissingConfigError,
     UnknownTopLevelKeyError,
@@ -76,7 +77,7 @@ class EncoderConfig:
         "or legacy_raw_v1 (geno-lewm 0.2.1 pooling, bit-for-bit).",
     )
     feature_cache: bool = _f(
-        False,
+        True,
         "Cache pooled Carbon features so a (window, locus) state is encoded once per run "
         "(in feature_cache_dir, or <run_dir>/feature_cache when that is empty).",
     )
@@ -119,8 +120,18 @@ class TrainingConfig:
     collapse_log_every_steps: int = _f(500, "Collapse-monitor cadence on validation batches.")
     loss_alpha: float = _f(1.0, "Weight of (1 - cos) in the prediction loss.")
     loss_beta: float = _f(0.1, "Weight of the squared error / D.")
-    loss_gamma: float = _f(0.5, "Weight of the KL regulariser in phase2.")
-    kl_source: Literal["targets", "predictions"] = _f("targets", "States the KL regulariser is computed on.")
+    loss_gamma: float = _f(0.5, "Weight of the regulariser (training.regularizer) in phase2.")
+    kl_source: Literal["targets", "predictions"] = _f("targets", "States the regulariser (KL or SIGReg) is computed on.")
+    regularizer: Literal["lejepa_kl", "sigreg", "none"] = _f(
+        "lejepa_kl",
+        "Regulariser added as gamma * R in phase2: lejepa_kl (the reference's KL to N(0, I)), sigreg (LeJEPA's"
+        " sketched isotropic Gaussian regulariser, as in LeWorldModel; directions redrawn each step from seed"
+        " and step) or none. The KL is reported in every case.",
+    )
+    sigreg_projections: int = _f(1024, "SIGReg: random unit directions drawn each step (LeWorldModel: 1024).")
+    sigreg_integration_points: int = _f(
+        17, "SIGReg: trapezoid nodes on t in [0, 3] for the Epps-Pulley integral (LeJEPA, LeWorldModel: 17); >= 2."
+    )
     log_every_steps: int = _f(50, "Progress-event cadence.")
     checkpoint_every_steps: int = _f(1000, "Checkpoint cadence.")
     keep_checkpoints: int = _f(3, "Latest checkpoints kept (the best one is kept too).")
@@ -170,11 +181,17 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ObservabilityConfig:
-    """Logging settings."""
+    """Logging settings and where the run's curves go (train.log always; TensorBoard, W&B)."""
 
     log_level: Literal["debug", "info", "warn", "error"] = _f("info", "Console log level.")
     redaction_strict: bool = _f(True, "Kept for YAML compatibility.")
-    wandb_project: str | None = _f(None, "Kept for YAML compatibility.")
+    tensorboard: bool = _f(True, "Write TensorBoard event files under <run_dir>/tb/ (needs tensorboardX).")
+    wandb_project: str | None = _f(None, "Stream the curves and the config to this W&B project (needs wandb); unset: no W&B.")
+    wandb_entity: str | None = _f(None, "W&B entity (user or team); unset: your W&B default.")
+    wandb_run_name: str | None = _f(None, "W&B run display name; unset: run_id.")
+    wandb_mode: Literal["online", "offline", "disabled"] = _f(
+        "online", "online streams to the W&B server; offline writes <run_dir>/wandb/ for `wandb sync`; disabled turns W&B off."
+    )
     profile_steps: str = _f(
         "", "A:B writes a jax.profiler trace of steps A..B into <run_dir>/profile (TensorBoard/Perfetto); empty: none."
     )
@@ -221,7 +238,8 @@ class Config:
         "",
         "Train variants in one vmapped step: field:v1,v2,... over a shape-keeping setting (seed,"
         " optimizer.lr, optimizer.weight_decay, optimizer.grad_clip, optimizer.warmup_steps,"
-        " training.loss_alpha/beta/gamma); ';' between two such lists trains their product. A swept"
+        " training.loss_alpha/beta/gamma, gamma weighting the regulariser); ';' between two such lists"
+        " trains their product. A swept"
         " seed varies the model init only; the data stream keeps --seed. Empty: one model.",
     )
     phase: Literal["phase1", "phase2"] = _f("phase2", "phase1: prediction loss; phase2: adds gamma * KL.")
@@ -492,6 +510,7 @@ _POSITIVE_INTS = (
     "training.log_every_steps",
     "training.checkpoint_every_steps",
     "training.keep_checkpoints",
+    "training.sigreg_projections",
     "data.batch_size",
     "runtime.num_processes",
 )
@@ -537,6 +556,10 @@ def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     )
 
 
+MAX_STEPS_LIMIT = 2**31 - 1
+"""The largest training horizon: optax's step count and the jitted schedule's step are int32."""
+
+
 def feature_cache_path(config: Config) -> Path | None:
     """Where the pooled-feature cache lives, or None when the run uses none."""
     if config.encoder.feature_cache_dir:
@@ -571,6 +594,12 @@ def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
     for name in _POSITIVE_INTS:
         if get_dotted(config, name) <= 0:
             raise _range_error(name, get_dotted(config, name), "it must be a positive integer")
+    if config.training.max_steps > MAX_STEPS_LIMIT:
+        raise _range_error(
+            "training.max_steps",
+            config.training.max_steps,
+            f"it must be at most {MAX_STEPS_LIMIT} (the optimizer's int32 step count)",
+        )
     for name in _NON_NEGATIVE_INTS:
         if get_dotted(config, name) < 0:
             raise _range_error(name, get_dotted(config, name), "it must be a non-negative integer")
@@ -601,6 +630,12 @@ def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
                 f"the wsd schedule needs warmup_steps < training.max_steps={config.training.max_steps}",
             )
         warnings.warn(_unfinished_warmup(config), ConfigWarning, stacklevel=3)
+    if config.training.sigreg_integration_points < 2:
+        raise _range_error(
+            "training.sigreg_integration_points",
+            config.training.sigreg_integration_points,
+            "the trapezoid rule needs at least 2 nodes",
+        )
     buckets = config.training.k_buckets
     if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
         raise _range_error("training.k_buckets", list(buckets), "a non-empty, strictly increasing list of positive ints")
@@ -630,7 +665,11 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     p = Path(path)
     if not p.is_file():
-        raise MissingConfigError(f"config file not found: {p}", details={"path": str(p), "field": "config_yaml"})
+        raise ConfigFileNotFoundError(
+            f"config file not found: {p}",
+            details={"path": str(p), "field": "config_yaml"},
+            remediation="Check the --config_yaml path.",
+        )
     try:
         payload = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -45,7 +45,14 @@ from flax import nnx
 from geno_lewm_jax.errors import InputError, NaNLossError
 from geno_lewm_jax.objective import ObjectiveSettings
 from geno_lewm_jax.sweep.spec import SweepSpec, sweep_spec, variant_key
-from geno_lewm_jax.training.collapse import CollapseAlert, CollapseCheck, CollapseMonitor, EventSink, kl_reg_is_informative
+from geno_lewm_jax.training.collapse import (
+    ALERT_EVENT,
+    CollapseAlert,
+    CollapseCheck,
+    CollapseMonitor,
+    EventSink,
+    kl_reg_is_informative,
+)
 from geno_lewm_jax.training.optimizer import build_adamw_optimizer, with_learning_rate
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
 from geno_lewm_jax.training.trainer import (
@@ -143,7 +150,7 @@ class VariantAlert(CollapseAlert):
 
 @dataclasses.dataclass(frozen=True)
 class SweepMetrics:
-    """A validation's figures: each variant's under ``name/v<i>``, and their means under ``name``."""
+    """A validation's collapse metrics, each variant's under ``name/v<i>``."""
 
     values: dict[str, float]
 
@@ -191,13 +198,17 @@ class MonitorStack:
 
 
 class _VariantSink:
-    """An event sink that tags every event with the variant it describes."""
+    """One variant's view of the run's event sink: its metrics become ``name/v<i>`` (so the variants'
+    metrics of one validation make one row, and curves of their own); its alerts carry ``variant``."""
 
     def __init__(self, sink: EventSink, index: int) -> None:
         self._sink, self._index = sink, index
 
     def emit(self, event: str, **fields: Any) -> None:
-        self._sink.emit(event, variant=self._index, **fields)
+        if event == ALERT_EVENT:
+            self._sink.emit(event, variant=self._index, **fields)
+        else:
+            self._sink.emit(event, **{k if k == "step" else variant_key(k, self._index): v for k, v in fields.items()})
 
 
 def stack_trees(trees: Sequence[Any]) -> Any:
@@ -445,8 +456,8 @@ class SweepTrainer(Trainer):
         return SweepEvalOutput(super().eval_step(batch, params))
 
     def check_collapse(self, out: Any, step: int, *, logger: EventSink | None = None) -> SweepCheck:  # type: ignore[override]
-        """Each variant's collapse check (events tagged with ``variant``) and the validation's figures."""
-        checks, alerts, values = [], [], {}
+        """Each variant's collapse check; its metrics are logged as ``name/v<i>``, its alerts with ``variant``."""
+        checks, alerts = [], []
         for i, monitor in enumerate(self.collapse_monitor.monitors):  # type: ignore[attr-defined]
             variant = out.variant(i)
             width = variant.predictions.shape[-1]
@@ -461,17 +472,18 @@ class SweepTrainer(Trainer):
             )
             checks.append(check)
             alerts.extend(VariantAlert(a.criterion, a.value, a.threshold, variant=i) for a in check.alerts)
-            figures = {
-                "val_loss": float(variant.loss),
-                "val_pred_loss": float(variant.pred_loss),
-                **check.metrics.to_dict(),
-                "collapse_alerts": len(check.alerts),
-            }
-            values.update({variant_key(name, i): value for name, value in figures.items()})
-        for name in checks[0].metrics.to_dict():
-            values[name] = _mean([c.metrics.to_dict()[name] for c in checks])
+        values = {variant_key(name, i): value for i, c in enumerate(checks) for name, value in c.metrics.to_dict().items()}
         self.last_collapse_alerts = tuple(a.to_dict() for a in alerts)
         return SweepCheck(checks=tuple(checks), metrics=SweepMetrics(values), alerts=tuple(alerts))
+
+    def validation_fields(self, out: Any) -> dict[str, Any]:
+        """Each variant's validation losses and its alert count (of the last :meth:`check_collapse`)."""
+        fields: dict[str, Any] = {}
+        for i in range(self.n_variants):
+            fields[variant_key("val_loss", i)] = float(out.stacked.loss[i])
+            fields[variant_key("val_pred_loss", i)] = float(out.stacked.pred_loss[i])
+            fields[variant_key("collapse_alerts", i)] = sum(a["variant"] == i for a in self.last_collapse_alerts)
+        return fields
 
     # --- one variant, for export ------------------------------------------------------------------
     def modules(self) -> tuple[nnx.Module, nnx.Module]:

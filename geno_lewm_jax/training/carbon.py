@@ -12,6 +12,7 @@ Run directory::
     training_preflight_report.json   written by the preflight gate
     dataset_manifest.json            copy of the snapshot manifest
     train.log                        JSONL events (see geno_lewm_jax.events)
+    tb/                              TensorBoard event files of the same curves (unless --notensorboard)
     checkpoints/<step>/              Orbax checkpoints (latest N plus best by validation loss)
     metrics.json, training_run.json  strict JSON summaries (a --sweep run: variants side by side)
     sweep_results.csv                one row per variant (a --sweep run only)
@@ -35,8 +36,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,11 @@ from flax import nnx
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.checkpointing import CheckpointStore
 from geno_lewm_jax.errors import InputError
-from geno_lewm_jax.events import LOG_NAME, EventLog, ProgressDisplay
+from geno_lewm_jax.events import LOG_NAME, ProgressDisplay
 from geno_lewm_jax.model import build_action_encoder, build_predictor
 from geno_lewm_jax.plots import PLOT_NAME, write_training_plot
 from geno_lewm_jax.run_dir import RunDirLock, write_json, write_text_atomic
+from geno_lewm_jax.sinks import MetricsFanout, open_run_metrics, require_packages
 from geno_lewm_jax.sweep.results import write_sweep_plot, write_sweep_results
 from geno_lewm_jax.sweep.trainer import SweepTrainer, variant_init_seeds
 from geno_lewm_jax.training.carbon_batches import BatchProducer, StateEncoder, encode_training_batch
@@ -67,7 +69,7 @@ from geno_lewm_jax.training.run_summary import (
     metrics_summary,
     run_metadata,
 )
-from geno_lewm_jax.training.timeline import PRODUCER_PHASES, Timeline
+from geno_lewm_jax.training.timeline import PRODUCER_PHASES, PhaseTally
 from geno_lewm_jax.training.trainer import Trainer, TrainerSeeds
 
 
@@ -141,11 +143,13 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
     begins first (on the trainer's compile thread); the random initialisation
     (itself a few dozen small compiles) and loading Carbon overlap it.
     """
-    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="trainer-build")
     # A sweep starts each variant from its own seed's modules (one build per distinct seed).
     init_seeds = variant_init_seeds(config) if config.sweep else [seeds.predictor]
     built = {
-        s: (pool.submit(build_predictor, config, seed=s), pool.submit(build_action_encoder, config, seed=s + 1))
+        s: (
+            _in_daemon_thread(lambda s=s: build_predictor(config, seed=s)),
+            _in_daemon_thread(lambda s=s: build_action_encoder(config, seed=s + 1)),
+        )
         for s in dict.fromkeys(init_seeds)
     }
 
@@ -166,9 +170,49 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
             trainer.initialize(predictors[0], action_encoders[0])
         return trainer
 
-    future = pool.submit(build)
-    pool.shutdown(wait=False)
+    return _in_daemon_thread(build)
+
+
+START_THREAD_NAMES = ("job-start", "step-compiler", "update-compiler")
+
+
+def unfinished_start_work() -> bool:
+    """Whether a start-up thread (the compile, the Carbon load) is still running, e.g. after a SIGTERM.
+
+    Such a thread is inside XLA or torch: the interpreter's shutdown would kill it mid-call
+    (and C++ aborts on that), so the entry point then exits without the shutdown.
+    """
+    return any(t.is_alive() and t.name in START_THREAD_NAMES for t in threading.enumerate())
+
+
+def _in_daemon_thread(fn: Callable[[], Any], name: str = "job-start") -> Future:
+    """Run ``fn`` on a daemon thread: a run stopped by a signal mid-compile exits without waiting for XLA."""
+    future: Future = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def _unless_stopped(future: Future, stop: _StopFlag) -> Any:
+    """``future``'s result, or None as soon as a stop signal arrives while it is still running.
+
+    The start's long parts (the step's compile, importing torch and loading Carbon) run on
+    daemon threads, so a SIGTERM during them ends the process in well under a scheduler's
+    grace period instead of after them.
+    """
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except TimeoutError:
+            if stop.signal_name is not None:
+                return None
 
 
 @dataclasses.dataclass
@@ -180,7 +224,7 @@ class _Resources:
     producer: BatchProducer | None = None
     trainer_future: Future | None = None
     store: CheckpointStore | None = None
-    log: EventLog | None = None
+    log: MetricsFanout | None = None
 
     def close(self) -> None:
         try:
@@ -190,10 +234,7 @@ class _Resources:
             if future is not None and future.done() and future.exception() is None:
                 future.result().close()  # drop queued compiles, let the running one finish before exit
             if self.store is not None:
-                try:
-                    self.store.wait()
-                finally:
-                    self.store.close()
+                self.store.close()  # a failed save was raised by the loop's save/wait already
         finally:
             if self.log is not None:
                 self.log.close()
@@ -203,19 +244,26 @@ class _Resources:
                 self.lock.release()
 
 
-def _latest_meta(store: CheckpointStore, config: cfg.Config, run_dir: Path) -> dict[str, Any] | None:
-    """The newest checkpoint's meta, checked resumable; None for a fresh run (refused under --resume)."""
-    latest = store.latest_step()
-    meta = store.read_meta(latest) if latest is not None else None
-    if meta is not None:
-        check_resumable(meta, config, run_dir)
-    elif config.runtime.resume:
+def _warn_unreadable(step: int, reason: str) -> None:
+    print(f"warning: checkpoint at step {step} is unreadable and was moved aside ({reason})", file=sys.stderr)
+
+
+def _latest_meta(store: CheckpointStore, config: cfg.Config, run_dir: Path) -> tuple[dict[str, Any] | None, tuple]:
+    """The newest readable checkpoint's meta, checked resumable, and the unreadable newer ones moved aside.
+
+    (None, ()) for a fresh run (refused under --resume); CheckpointCorruptError when none reads.
+    """
+    found = store.latest_readable_meta(on_skip=_warn_unreadable)
+    if found is not None:
+        check_resumable(found.meta, config, run_dir)
+        return found.meta, found.skipped
+    if config.runtime.resume:
         raise InputError(
             f"--resume was given but {run_dir / CHECKPOINT_DIR} holds no checkpoint",
             details={"field": "runtime.resume", "path": str(run_dir)},
             remediation="Drop --resume to start a fresh run.",
         )
-    return meta
+    return None, ()
 
 
 def _load_encoder(config: cfg.Config, encoder: StateEncoder | None) -> StateEncoder:
@@ -281,7 +329,7 @@ def _resume(trainer: Trainer, store: CheckpointStore, stream: Any, config: cfg.C
     if store.latest_step() is None:
         return RunState(cursor=stream.cursor()), ()
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), trainer.state)
-    restored = store.restore_latest(abstract)
+    restored = store.restore_latest(abstract, on_skip=_warn_unreadable)
     assert restored is not None
     check_resumable(restored.meta, config, run_dir)
     trainer.restore_state(restored.state)
@@ -302,10 +350,9 @@ def _write_inputs_record(config: cfg.Config, run_dir: Path, snapshot: Any, prefl
         save_report(preflight_report, run_dir / REPORT_NAME)
 
 
-def _announce(log: EventLog, config: cfg.Config, state: RunState, skipped: tuple, identity: dict[str, Any]) -> None:
-    for bad_step, reason in skipped:
+def _announce(log: MetricsFanout, config: cfg.Config, state: RunState, skipped: tuple, identity: dict[str, Any]) -> None:
+    for bad_step, reason in skipped:  # each was announced on stderr when it was moved aside
         log.emit("train.checkpoint_corrupt", step=bad_step, reason=reason)
-        print(f"warning: checkpoint at step {bad_step} is unreadable and was moved aside ({reason})", file=sys.stderr)
     if state.step:
         log.emit("train.resume", run_id=config.run_id, resumed_from_step=state.step, target_steps=config.training.max_steps)
         return
@@ -378,11 +425,13 @@ def run_carbon_training(
     primary = jax.process_index() == 0
     res = _Resources()
     try:
+        if primary:
+            require_packages(config)  # a missing tensorboardX or wandb stops the run before the long setup
         # Process 0 holds the run-dir lock for the whole multi-host run (the directory is shared).
         res.lock = RunDirLock(run_dir).acquire() if primary else None
         res.stop = _StopFlag().install()
         res.store = CheckpointStore(run_dir / CHECKPOINT_DIR, keep_latest=config.training.keep_checkpoints)
-        latest_meta = _latest_meta(res.store, config, run_dir)
+        latest_meta, unreadable = _latest_meta(res.store, config, run_dir)
         snapshot = load_snapshot(Path(config.data.dataset_dir).expanduser(), verify="sizes")
         train_stream = TupleStream.from_config(snapshot, config)
         seeds = TrainerSeeds.from_base_seed(config.seed)
@@ -392,10 +441,16 @@ def run_carbon_training(
         cursor = latest_meta["cursor"] if latest_meta else None
         upcoming = _buckets_in_order_of_need(train_stream, cursor, min(64, config.training.max_steps - done))
         res.trainer_future = _start_trainer(config, seeds, mesh, upcoming)
-        encoder = _load_encoder(config, encoder)
+        given = encoder
+        encoder = _unless_stopped(_in_daemon_thread(lambda: _load_encoder(config, given)), res.stop)
+        trainer = _unless_stopped(res.trainer_future, res.stop) if encoder is not None else None
+        if trainer is None:
+            return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         encoding = _Encoding.open(config, encoder)
-        trainer = res.trainer_future.result()
         state, skipped = _resume(trainer, res.store, train_stream, config, run_dir)
+        skipped = unreadable + skipped
+        if res.stop.signal_name is not None:
+            return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         identity = run_identity(
             config,
             snapshot_id=snapshot.snapshot_id,
@@ -405,9 +460,9 @@ def run_carbon_training(
         )
         if primary:
             _write_inputs_record(config, run_dir, snapshot, preflight_report)
-        res.log = EventLog(run_dir / LOG_NAME, enabled=primary)
+        res.log = open_run_metrics(config, run_dir, resumed_from=state.step, enabled=primary, history=state.event_rows())
         _announce(res.log, config, state, skipped, identity)
-        producer_timeline = Timeline(PRODUCER_PHASES)
+        producer_timeline = PhaseTally(PRODUCER_PHASES)
         if hasattr(encoder, "timeline"):
             encoder.timeline = producer_timeline
         val_batch = _validation_batch(snapshot, config, encoding)
@@ -439,6 +494,34 @@ def run_carbon_training(
         return _finish(loop, config, run_dir, identity, res, command=command, determinism=determinism, started=started)
     finally:
         res.close()
+
+
+def _stopped_before_training(
+    config: cfg.Config, run_dir: Path, snapshot_id: str, latest_meta: dict[str, Any] | None, res: _Resources, started: float
+) -> CarbonTrainingReport:
+    """A signal arrived before the first step: nothing new to save, so nothing is written."""
+    done = int(latest_meta["step"]) if latest_meta else 0
+    signal_name = res.stop.signal_name if res.stop is not None else None
+    print(f"stopped by {signal_name} before the first step; nothing was saved", file=sys.stderr)
+    return CarbonTrainingReport(
+        run_id=config.run_id,
+        run_dir=run_dir.absolute(),
+        dataset_snapshot_id=snapshot_id,
+        steps_requested=config.training.max_steps,
+        steps_completed=done,
+        resumed_from_step=done,
+        sample_count=int(latest_meta.get("sample_count", 0)) if latest_meta else 0,
+        final_loss=None,
+        stopped_by_signal=signal_name,
+        checkpoint_dir=run_dir / CHECKPOINT_DIR,
+        metrics_path=run_dir / METRICS_NAME,
+        log_path=run_dir / LOG_NAME,
+        config_path=run_dir / CONFIG_NAME,
+        training_metadata_path=run_dir / RUN_NAME,
+        wall_seconds=time.monotonic() - started,
+        first_step_seconds=None,
+        tuples_per_second=None,
+    )
 
 
 def _finish(
@@ -474,4 +557,4 @@ def _finish(
     )
 
 
-__all__ = ["CarbonTrainingReport", "RESUME_FREE_FIELDS", "run_carbon_training"]
+__all__ = ["CarbonTrainingReport", "RESUME_FREE_FIELDS", "run_carbon_training", "unfinished_start_work"]

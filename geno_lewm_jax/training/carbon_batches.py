@@ -90,7 +90,10 @@ def encode_training_batch(
     if k < longest:
         raise InputError(f"k={k} is shorter than the longest rollout ({longest} steps)", details={"field": "k"})
     pooled = (encode_fn or encoder.encode_batch_jax)(sequences, loci)
-    pooled = jnp.asarray(pooled, dtype=jnp.float32)
+    # Host features (the cache, a CPU encoder) are gathered in numpy and placed once by the
+    # trainer's prepare; device features (DLPack from CUDA) are gathered where they are.
+    xp = np if isinstance(pooled, np.ndarray) else jnp
+    pooled = xp.asarray(pooled, dtype=xp.float32)
     source_idx = np.array([r[0] for r in rows], dtype=np.int32)
     target_idx = np.zeros((len(rows), k), dtype=np.int32)
     mask = np.zeros((len(rows), k), dtype=bool)
@@ -98,7 +101,7 @@ def encode_training_batch(
         target_idx[b, : len(r) - 1] = r[1:]
         mask[b, : len(r) - 1] = True
     state = pooled[source_idx]
-    targets = jnp.where(jnp.asarray(mask)[..., None], pooled[target_idx], 0.0)
+    targets = xp.where(xp.asarray(mask)[..., None], pooled[target_idx], xp.float32(0.0))
     features = featurize_edits([t.edits for t in tuples], k=k, max_window_bp=max_window_bp)
     return TrainerBatch(state=state, targets=targets, features=features, action_mask=mask)
 

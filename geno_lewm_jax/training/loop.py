@@ -28,13 +28,13 @@ import jax
 
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.errors import CollapseDetectedError
-from geno_lewm_jax.events import EventLog, ProgressDisplay
+from geno_lewm_jax.events import ProgressDisplay
 from geno_lewm_jax.run_dir import public_path
-from geno_lewm_jax.sweep.spec import per_variant
+from geno_lewm_jax.sinks import MetricsFanout
 from geno_lewm_jax.training.carbon_batches import BatchProducer, ProducedBatch
 from geno_lewm_jax.training.collapse import CollapseCheck
 from geno_lewm_jax.training.run_state import RunState
-from geno_lewm_jax.training.timeline import LOOP_PHASES, Timeline
+from geno_lewm_jax.training.timeline import LoopTimeline, PhaseTally
 from geno_lewm_jax.training.trainer import EvalOutput, PendingStep, Trainer, TrainerStepResult
 
 
@@ -111,14 +111,14 @@ class LoopParts:
     run_dir: Path
     trainer: Trainer
     store: Any  # CheckpointStore
-    log: EventLog
+    log: MetricsFanout  # every event goes through it: train.log, the history lists, TensorBoard, W&B
     display: ProgressDisplay
     producer: BatchProducer
     val_batch: Any
     identity: dict[str, Any]  # run_identity(...): the fixed part of every checkpoint's meta
     stop: Any  # has .signal_name
     stop_after_step: int | None = None
-    producer_timeline: Timeline | None = None
+    producer_timeline: PhaseTally | None = None
     cache_counts: Callable[[], tuple[int, int]] | None = None  # (hits, lookups) so far
 
 
@@ -132,7 +132,7 @@ class TrainingLoop:
         self.state = state
         self.resumed_from = state.step
         self.started = started
-        self.timeline = Timeline(LOOP_PHASES)
+        self.timeline = LoopTimeline()
         self.throughput = Throughput()
         self.pending: list[PendingStep] = []
         self.last_result: TrainerStepResult | None = None
@@ -160,8 +160,9 @@ class TrainingLoop:
         self._flush()
         self.parts.display.finish()
         self._record_baseline()
-        if self.parts.stop.signal_name is not None and self.parts.store.latest_step() != self.state.step:
-            self._save(None)
+        stopped = self.parts.stop.signal_name is not None
+        if stopped and self.state.step > self.resumed_from and self.parts.store.latest_step() != self.state.step:
+            self._save(None)  # a signal with no new step has nothing new to save
         return self.state
 
     def _dispatch(self, produced: ProducedBatch) -> None:
@@ -192,6 +193,7 @@ class TrainingLoop:
         )
         if not (log_now or validate_now or save_now):
             return
+        self.parts.store.check()  # a background save that failed stops the run here (CheckpointSaveError)
         self._flush()
         if self.first_step_seconds is None:
             self.first_step_seconds = time.monotonic() - self.started
@@ -231,11 +233,10 @@ class TrainingLoop:
         timing = self.timeline.take()
         with self.timeline.phase("logging"):  # counted in the next interval
             if self.parts.producer_timeline is not None:
-                timing.update(self.parts.producer_timeline.take("producer_", with_wall=False))
+                timing.update(self.parts.producer_timeline.take("producer_"))
             row["step_time"] = timing["time_wall"] / max(1, result.step - self._last_logged_step())  # mean per step
             row.update(timing)
-            self.state.history.append(row)
-            self.parts.log.emit("train.progress", **row)
+            self.parts.log.emit("train.progress", **row)  # appends the row to state.history
             self.parts.display.update(result.step, row)
 
     def _last_logged_step(self) -> int:
@@ -270,9 +271,15 @@ class TrainingLoop:
         check = self.trainer.check_collapse(out, step, logger=self.parts.log)
         self.state.collapse_baseline = self.trainer.collapse_monitor.initial_pairwise_pred_dist_mean
         val_loss = float(out.loss)
-        row = {"step": step, "val_loss": val_loss, "val_pred_loss": float(out.pred_loss), **(check.metrics.to_dict() if check else {})}
-        self.state.note_validation(val_loss, row, len(check.alerts) if check is not None else 0)
-        self.parts.log.emit("train.validation", step=step, val_loss=val_loss, **per_variant(row))
+        self.state.note_validation(val_loss, len(check.alerts) if check is not None else 0)
+        # With the collapse metrics just emitted, this makes the step's state.collapse_history row.
+        self.parts.log.emit(
+            "train.validation",
+            step=step,
+            val_loss=val_loss,
+            val_pred_loss=float(out.pred_loss),
+            **self.trainer.validation_fields(out),
+        )
         return check
 
     def _stop_on_collapse(self, check: CollapseCheck) -> None:
@@ -293,9 +300,12 @@ class TrainingLoop:
         with self.timeline.phase("checkpoint"):
             meta = {**self.parts.identity, **self.state.to_meta()}
             store = self.parts.store
-            store.save(self.state.step, self.trainer.state, meta, validation_loss=val_loss)
-            path = public_path(store.directory / str(self.state.step), root=self.parts.run_dir)
-            self.parts.log.emit("train.checkpoint", step=self.state.step, path=path)
+
+            def committed(step: int) -> None:  # logged only once durable: a failed save is never reported
+                path = public_path(store.directory / str(step), root=self.parts.run_dir)
+                self.parts.log.emit("train.checkpoint", step=step, path=path)
+
+            store.save(self.state.step, self.trainer.state, meta, validation_loss=val_loss, on_commit=committed)
 
     # --- profiling ----------------------------------------------------------------------------
     def _start_profile(self, step: int) -> None:

@@ -40,6 +40,11 @@ RESUME_FREE_FIELDS = (
     "data.prefetch_batches",
     "observability.log_level",
     "observability.profile_steps",
+    "observability.tensorboard",
+    "observability.wandb_project",
+    "observability.wandb_entity",
+    "observability.wandb_run_name",
+    "observability.wandb_mode",
     "runtime.compilation_cache_dir",
     "runtime.torch_cpu_threads",
 )
@@ -86,9 +91,16 @@ class RunState:
             collapse_baseline=meta.get("collapse_baseline"),
         )
 
-    def note_validation(self, val_loss: float, row: dict[str, Any], alerts: int) -> None:
-        """Record one validation row; the best loss only moves on a finite improvement."""
-        self.collapse_history.append(row)
+    def event_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Which emitted events' fields the history lists hold (the metrics path appends to them)."""
+        return {
+            "train.progress": self.history,
+            "training.collapse.metrics": self.collapse_history,
+            "train.validation": self.collapse_history,
+        }
+
+    def note_validation(self, val_loss: float, alerts: int) -> None:
+        """Count one validation's alerts; the best loss only moves on a finite improvement."""
         self.collapse_alert_count += alerts
         if val_loss == val_loss and abs(val_loss) != float("inf"):
             if self.best_val_loss is None or val_loss < self.best_val_loss:

@@ -13,7 +13,9 @@ FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch
    the host (step is 1-indexed, as in the reference);
 3. runs two jitted programs: the gradients (action encoder and predictor
    forward, the objective of :mod:`geno_lewm_jax.objective`, backward) for the
-   batch's bucket, split over ``data``; then the optimizer update (padding-row
+   batch's bucket, split over ``data``, with the step number as an input (the
+   ``sigreg`` regulariser draws its directions from the key of (seed, step), so
+   a resumed run redraws them exactly); then the optimizer update (padding-row
    mask, torch-style global clip, AdamW with that learning rate), one program
    for every bucket, which donates the state;
 4. returns at once with the step's scalars still on the device (:meth:`Trainer.dispatch_step`);
@@ -63,7 +65,7 @@ from jax.sharding import PartitionSpec
 from geno_lewm_jax.errors import InputError, NaNLossError
 from geno_lewm_jax.model import EditFeatures
 from geno_lewm_jax.model.featurize import PAD_ID
-from geno_lewm_jax.objective import ObjectiveSettings, objective
+from geno_lewm_jax.objective import ObjectiveSettings, objective, regularizer_key
 from geno_lewm_jax.sharding import (
     DATA_AXIS,
     batch_sharding,
@@ -89,7 +91,7 @@ from geno_lewm_jax.training.optimizer import (
 )
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
 
-_RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite")
+_RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite", "reg")
 _GRAD_NORM, _FINITE = _RESULT_FIELDS.index("grad_norm"), _RESULT_FIELDS.index("finite")
 _UPDATE = "update"
 """The compile key of the optimizer-update program (gradient programs are keyed by (global rows, K))."""
@@ -130,7 +132,10 @@ class TrainerBatch:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TrainerStepResult:
-    """The scalars of one step; ``loss``/``pred_loss``/``kl_reg`` are measured before the update."""
+    """The scalars of one step; ``loss``/``pred_loss``/``kl_reg``/``reg`` are measured before the update.
+
+    ``reg`` is the selected regulariser's value (``training.regularizer``; equal to ``kl_reg`` under lejepa_kl).
+    """
 
     step: int
     lr_multiplier: float
@@ -141,6 +146,7 @@ class TrainerStepResult:
     pred_var_per_dim: float
     grad_norm: float = float("nan")
     skipped: bool = False
+    reg: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -366,7 +372,7 @@ class Trainer:
         self._update_compiler: threading.Thread | None = None
         self._gradients = jax.jit(
             self._gradient_step,
-            in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
+            in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding, self._replicated),
             out_shardings=(self._state_sharding[0], self._replicated),
         )
         self._update = jax.jit(
@@ -446,19 +452,23 @@ class Trainer:
         encoder = nnx.merge(self._defs["action_encoder"], params["action_encoder"], rest["action_encoder"])
         return predictor(batch.state, encoder(batch.features), batch.action_mask)
 
-    def _objective(self, prediction: jax.Array, targets: jax.Array, mask: jax.Array) -> Any:
-        return objective(prediction, targets, self._objective_settings(), mask=mask, kl_row_mask=_kl_rows(mask))
+    def _objective(self, prediction: jax.Array, targets: jax.Array, mask: jax.Array, step: Any = 0) -> Any:
+        """The objective at 1-indexed ``step`` (0 = evaluation); SIGReg's directions come from (seed, step)."""
+        key = regularizer_key(self.config.seed, step)  # unused (and compiled away) unless training.regularizer=sigreg
+        return objective(
+            prediction, targets, self._objective_settings(), mask=mask, kl_row_mask=_kl_rows(mask), key=key
+        )
 
     def _objective_settings(self) -> ObjectiveSettings:
         """The objective's weights as the step traces them (a sweep's are per variant)."""
         return self.settings
 
-    def _forward(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[jax.Array, Any]:
+    def _forward(self, params: Any, rest: Any, batch: TrainerBatch, step: Any = 0) -> tuple[jax.Array, Any]:
         prediction = self._predict(params, rest, batch)
-        parts = self._objective(prediction, batch.targets, batch.action_mask)
+        parts = self._objective(prediction, batch.targets, batch.action_mask, step)
         return parts.loss, (parts, prediction)
 
-    def _ordered_value_and_grad(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, Any]:
+    def _ordered_value_and_grad(self, params: Any, rest: Any, batch: TrainerBatch, step: Any) -> tuple[Any, Any]:
         """What ``value_and_grad(_forward)`` returns, with every sum across the batch in a fixed order.
 
         The batch is cut into ``reduction_groups`` equal groups of rows, whole
@@ -479,7 +489,7 @@ class Trainer:
         rows = batch.action_mask.shape[0]
         group_rows = rows // self.reduction_groups
 
-        def local(params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, ...]:
+        def local(params: Any, rest: Any, batch: TrainerBatch, step: Any) -> tuple[Any, ...]:
             pullbacks, predictions = [], []
             for g in range(per_device):
                 group = jax.tree.map(lambda x: x[g * group_rows : (g + 1) * group_rows], batch)
@@ -491,7 +501,7 @@ class Trainer:
             targets, mask = gather(batch.targets), gather(batch.action_mask)
 
             def loss_of(prediction: jax.Array) -> tuple[jax.Array, Any]:
-                parts = self._objective(prediction, targets, mask)
+                parts = self._objective(prediction, targets, mask, step)
                 return parts.loss, parts
 
             (loss, parts), cotangent = jax.value_and_grad(loss_of, has_aux=True)(whole)
@@ -505,14 +515,14 @@ class Trainer:
         loss, parts, prediction, grads = jax.shard_map(
             local,
             mesh=self.mesh,
-            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(DATA_AXIS)),
+            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(DATA_AXIS), PartitionSpec()),
             out_specs=PartitionSpec(),
             check_vma=False,
-        )(params, rest, batch)
+        )(params, rest, batch, step)
         grads = jax.lax.with_sharding_constraint(grads, self._state_sharding[0])
         return (loss, (parts, prediction)), grads
 
-    def _gradient_step(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, jax.Array]:
+    def _gradient_step(self, params: Any, rest: Any, batch: TrainerBatch, step: jax.Array) -> tuple[Any, jax.Array]:
         """Gradients of the objective and the step's scalars (``_RESULT_FIELDS``; grad_norm is the raw norm).
 
         One program per K bucket; the optimizer update is a separate program
@@ -521,9 +531,9 @@ class Trainer:
         """
         self.trace_count += 1  # runs once per compilation, never per call
         if self.reduction_groups:
-            (loss, (parts, prediction)), grads = self._ordered_value_and_grad(params, rest, batch)
+            (loss, (parts, prediction)), grads = self._ordered_value_and_grad(params, rest, batch, step)
         else:
-            (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
+            (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch, step)
         raw_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(raw_norm)
         mask = batch.action_mask
@@ -536,6 +546,7 @@ class Trainer:
                 _pred_var_per_dim(prediction, _kl_rows(mask)),
                 raw_norm,
                 finite.astype(jnp.float32),
+                parts.reg,
             ]
         )
         return grads, scalars
@@ -614,7 +625,8 @@ class Trainer:
             scalars = jax.ShapeDtypeStruct((len(_RESULT_FIELDS),), jnp.float32, sharding=self._replicated)
             halt = jax.ShapeDtypeStruct((2,), jnp.bool_, sharding=self._replicated)
             return self._update.lower(state, state[0], lr, scalars, halt)
-        return self._gradients.lower(state[0], rest, self._abstract_batch(*key))
+        step = jax.ShapeDtypeStruct((), jnp.int32, sharding=self._replicated)
+        return self._gradients.lower(state[0], rest, self._abstract_batch(*key), step)
 
     def _compile_into(self, future: Future, key: Any) -> None:
         """Compile the program for ``key`` into a running ``future`` (errors included)."""
@@ -756,7 +768,7 @@ class Trainer:
         prepared = batch if self.is_prepared(batch) else self.prepare(batch)
         gradients = self._executable(tuple(prepared.action_mask.shape))
         update = self._executable(_UPDATE)
-        grads, scalars = gradients(self._params, self._rest, prepared)
+        grads, scalars = gradients(self._params, self._rest, prepared, np.int32(step))
         halt = self._halt_flags()
         (self._params, self._opt_state), scalars, self._halt = update(
             (self._params, self._opt_state), grads, lr, scalars, halt
@@ -818,12 +830,18 @@ class Trainer:
             pred_var_per_dim=values["pred_var_per_dim"],
             grad_norm=values["grad_norm"],
             skipped=not finite,
+            reg=values["reg"],
         )
 
     def eval_step(self, batch: TrainerBatch, params: Any = None) -> EvalOutput:
         """Predictions and loss parts for ``batch`` under ``params`` (default: the current ones; no update)."""
         self._require_state()
         return self._eval(self._params if params is None else params, self._rest, self.prepare(batch))
+
+    def validation_fields(self, out: EvalOutput) -> dict[str, Any]:
+        """Fields a validation event carries beyond its losses (a sweep's per-variant figures; none here)."""
+        del out
+        return {}
 
     def params_snapshot(self) -> Any:
         """A device copy of the current parameters that later steps (which donate theirs) leave intact."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.errors import GenoLeWMError
-from geno_lewm_jax.training.preflight_report import FileHasher, IssueLog, is_positive_int, public_ref
+from geno_lewm_jax.training.preflight.report import FileHasher, IssueLog, is_positive_int, public_ref
 
 CONFIG_SECTIONS_EXPECTED = ("encoder", "data", "predictor", "action", "training", "optimizer")
 
