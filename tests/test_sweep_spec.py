@@ -65,3 +65,9 @@ def test_variant_keys_and_rows_and_the_variant_check():
         with pytest.raises(InputError) as info:
             check_variant(config, bad)
         assert "0: seed=0; 1: seed=1" in info.value.message and info.value.details["field"] == "variant"
+
+
+def test_a_sweep_refuses_the_ordered_gradient_reduction():
+    with pytest.raises(InvalidConfigError) as info:
+        load_config(overrides={"sweep": "seed:0,1", "runtime.grad_reduction": "ordered"})
+    assert "all_reduce" in info.value.message and info.value.details["field"] == "sweep"

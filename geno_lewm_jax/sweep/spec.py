@@ -12,11 +12,11 @@ is named by its dotted config name or its flag name (``optimizer.lr`` or
 Only settings that keep every array shape and the program's structure can be
 swept (:data:`SWEEPABLE`): all variants share one batch stream, one Carbon
 encoding and one compiled step. A swept ``seed`` varies the model's
-initialisation only; the data stream (its order and sampling) follows the
-run's own ``--seed`` for every variant. Each variant's ``config`` is the
-single run it stands for: the run's config with that variant's values and no
-sweep (for a swept seed, that twin's data stream is the sweep's, not its own
-seed's). Every variant must be a valid config of its own; any problem is an
+initialisation only; the data stream (its order and sampling) and SIGReg's
+projection directions follow the run's own ``--seed`` for every variant. Each
+variant's ``config`` is the single run it stands for: the run's config with
+that variant's values and no sweep (for a swept seed, the single run that
+equals the variant reads the sweep's data stream, not its own seed's). Every variant must be a valid config of its own; any problem is an
 :class:`~geno_lewm_jax.errors.InvalidConfigError` naming ``--sweep``.
 """
 
@@ -205,6 +205,8 @@ def sweep_spec(config: Any) -> SweepSpec:
     if not config.sweep:
         raise ConfigError("sweep_spec needs a config with --sweep")  # a caller bug, not user input
     axes = parse_axes(config.sweep)
+    if config.runtime.grad_reduction == "ordered":
+        raise _error("a sweep sums its gradients with runtime.grad_reduction=all_reduce only", swept=config.sweep)
     fields = tuple(f for f, _ in axes)
     variants = []
     for index, combo in enumerate(itertools.product(*(values for _, values in axes))):

@@ -19,8 +19,9 @@ exactly what a single run with its settings computes:
 The trainer keeps the single-run interface the main job's loop uses
 (``prepare``, ``dispatch_step``, ``resolve_steps``, ``eval_step``,
 ``check_collapse``, ``state``/``restore_state``): a step's result and a
-validation report the mean over variants under the usual names and each
-variant's value under ``name/v<i>`` (:func:`~geno_lewm_jax.sweep.spec.variant_key`).
+validation's losses report the mean over variants under the usual names, and
+every figure of each variant (collapse metrics included) under ``name/v<i>``
+(:func:`~geno_lewm_jax.sweep.spec.variant_key`).
 
 Under ``nan_policy=raise`` a non-finite variant halts every variant's update
 (the stack then holds the state from before that step, as a single run does)
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +76,7 @@ _REPORTED = tuple(f.name for f in dataclasses.fields(TrainerStepResult) if f.nam
 
 
 def _mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
+    return float(np.mean(values))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +235,6 @@ class SweepTrainer(Trainer):
     ) -> None:
         self.sweep: SweepSpec = sweep_spec(config)
         self.n_variants = len(self.sweep)
-        self._check_layout(config)
         variants = [v.config for v in self.sweep.variants]
         self._base_lrs = [float(c.optimizer.lr) for c in variants]
         self._warmups = [int(c.optimizer.warmup_steps) for c in variants]
@@ -257,15 +256,6 @@ class SweepTrainer(Trainer):
                 for c in variants
             ]
         )
-
-    @staticmethod
-    def _check_layout(config: Any) -> None:
-        if config.runtime.grad_reduction == "ordered":
-            raise InputError(
-                "--sweep runs with runtime.grad_reduction=all_reduce only",
-                details={"field": "runtime.grad_reduction", "value": "ordered"},
-                remediation="Drop --grad_reduction=ordered for a sweep.",
-            )
 
     # --- per-variant values inside the vmapped programs -----------------------------------------
     def _variant_value(self, field: str) -> jax.Array:
