@@ -52,7 +52,7 @@ def bootstrap_inputs(config: cfg.Config) -> None:
         from bridge import write_standin
 
         print(f"creating the stand-in Carbon checkpoint in {model_dir}")
-        write_standin(model_dir, seed=0)
+        write_standin(model_dir, seed=0, embeddings=config.runtime.standin_embeddings)
     dataset_dir = Path(config.data.dataset_dir)
     if config.data.dataset_dir and not (dataset_dir / "dataset_manifest.json").exists():
         from geno_lewm_jax.data import make_synthetic_snapshot

@@ -66,6 +66,7 @@ from geno_lewm_jax.training.preflight import (
 )
 from geno_lewm_jax.training.reproducibility import DeterminismReport, configure_reproducibility
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier, wsd_schedule
+from geno_lewm_jax.training.skill import SkillMetrics, compute_skill_metrics
 from geno_lewm_jax.training.trainer import (
     EvalOutput,
     Trainer,
@@ -108,12 +109,14 @@ __all__ = [
     "ObjectiveSettings",
     "PredictionLossResult",
     "RolloutStepWeight",
+    "SkillMetrics",
     "Trainer",
     "TrainerBatch",
     "TrainerSeeds",
     "TrainerStepResult",
     "build_adamw_optimizer",
     "compute_collapse_metrics",
+    "compute_skill_metrics",
     "configure_reproducibility",
     "detect_collapse",
     "draw_edit_type_counts",
