@@ -10,11 +10,17 @@ and one with the ratios:
 * time to first step: from the training call to the end of the first
   optimizer step (our XLA compile included; the persistent compile cache is off).
 
+``--loop_overhead`` measures the loop alone instead: the tiny config with a warm
+feature cache (no Carbon forward) and a warm compile cache, its steady-state
+iteration time (validation and checkpoints left out) against the bare jitted
+step replaying the same batches back to back, timed in the same run.
+
 ``--warm_cache`` adds a third line: our job twice more with a fresh persistent
 compilation cache, reporting the second run (what every restart of the same
 config sees, since the cache is on by default).
 
     python bench/e2e.py [--steps 60] [--batch_size 8] [--warm_cache]
+    python bench/e2e.py --loop_overhead [--steps 200]
 """
 
 from __future__ import annotations
@@ -84,6 +90,82 @@ def run_reference(model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int,
             "first_step_s": ends[0] - started, "wall_s": wall}
 
 
+def _tiny_config(root: Path, run_dir: Path, steps: int):
+    from geno_lewm_jax.flags import config_from_argv
+
+    return config_from_argv([
+        "bench", "--flagfile=configs/tiny.flags", f"--max_steps={steps}", f"--model_dir={root / 'carbon'}",
+        f"--dataset_dir={root / 'snapshot'}", f"--run_dir={run_dir}", f"--feature_cache_dir={root / 'features'}",
+        f"--compilation_cache_dir={root / 'xla-cache'}", "--nobootstrap_missing",
+    ])
+
+
+def _bare_step_seconds(config, steps: int) -> float:
+    """Seconds per step of the jitted step alone, replaying the job's first ``steps`` batches (cache-warm)."""
+    import jax
+    from bridge import CarbonEncoder, FeatureCache, encode_with_cache
+
+    from geno_lewm_jax.data import TupleStream, load_snapshot
+    from geno_lewm_jax.model import build_action_encoder, build_predictor
+    from geno_lewm_jax.training.carbon_batches import encode_training_batch
+    from geno_lewm_jax.training.trainer import Trainer, TrainerSeeds
+
+    encoder = CarbonEncoder.from_config(config, device="cpu")
+    cache = FeatureCache(config.encoder.feature_cache_dir)
+    seeds = TrainerSeeds.from_base_seed(config.seed)
+    trainer = Trainer(build_predictor(config, seed=seeds.predictor), build_action_encoder(config, seed=seeds.predictor + 1),
+                      None, config, total_steps=config.training.max_steps)
+    stream = TupleStream.from_config(load_snapshot(config.data.dataset_dir), config)
+    batches = [
+        trainer.prepare(encode_training_batch(
+            encoder=encoder, tuples=tb.tuples, k=tb.k_bucket, max_window_bp=config.action.max_window_bp,
+            encode_fn=lambda seqs, loci: encode_with_cache(encoder, cache, seqs, loci)))
+        for tb in stream.take(steps)
+    ]
+    dispatch = getattr(trainer, "dispatch_step", trainer.train_step)  # older trainers fetch every step
+
+    def replay() -> None:
+        for step, batch in enumerate(batches, 1):
+            out = dispatch(batch, step)
+        jax.block_until_ready(getattr(out, "scalars", out))
+
+    replay()  # compiles every bucket
+    trainer.initialize(build_predictor(config, seed=seeds.predictor), build_action_encoder(config, seed=seeds.predictor + 1))
+    start = time.perf_counter()
+    replay()
+    return (time.perf_counter() - start) / steps
+
+
+def loop_overhead(steps: int) -> dict:
+    """The tiny job's steady-state iteration time against its bare step (see the module docstring)."""
+    from bridge import write_standin
+
+    from geno_lewm_jax.data import make_synthetic_snapshot
+    from geno_lewm_jax.job import use_compilation_cache
+    from geno_lewm_jax.training.carbon import run_carbon_training
+
+    root = Path(tempfile.mkdtemp(prefix="bench-loop-"))
+    write_standin(root / "carbon", seed=0)
+    make_synthetic_snapshot(root / "snapshot", seed=0)
+    warmup = _tiny_config(root, root / "warmup", steps)
+    use_compilation_cache(warmup)
+    run_carbon_training(warmup)  # fills the feature cache and the compile cache
+    report = run_carbon_training(_tiny_config(root, root / "timed", steps))
+    progress = [json.loads(line) for line in (report.run_dir / "train.log").read_text().splitlines()]
+    progress = [e for e in progress if e["event"] == "train.progress"]
+    bare_s = _bare_step_seconds(warmup, steps)
+    # every iteration but those compiling a new K bucket, validations and checkpoints included
+    steady_s = warmup.data.batch_size / report.tuples_per_second
+    out = {"mode": "loop_overhead", "steps": steps, "bare_step_ms": bare_s * 1e3, "loop_iteration_ms": steady_s * 1e3,
+           "ratio": steady_s / bare_s}
+    if "time_wall" in progress[-1]:  # the phase timeline: iterations alone, validations and checkpoints left out
+        windows = progress[1:]  # after the first step's compiles
+        busy = sum(e["time_wall"] - e["time_validation"] - e["time_checkpoint"] for e in windows)
+        train_s = busy / (windows[-1]["step"] - progress[0]["step"])
+        out.update(train_iteration_ms=train_s * 1e3, train_ratio=train_s / bare_s)
+    return {**out, "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
@@ -91,7 +173,11 @@ def main() -> None:
     parser.add_argument("--stream", default="kstep", choices=["kstep", "legacy"])
     parser.add_argument("--warm_cache", action="store_true", help="also time a start with a warm compile cache")
     parser.add_argument("--ours_only_in", default="", help=argparse.SUPPRESS)  # internal: one warm-cache run
+    parser.add_argument("--loop_overhead", action="store_true", help="the loop against its bare step (no reference)")
     args = parser.parse_args()
+    if args.loop_overhead:
+        print(json.dumps(loop_overhead(args.steps)), flush=True)
+        return
     if args.ours_only_in:
         root = Path(args.ours_only_in)
         run_dir = Path(tempfile.mkdtemp(dir=root)) / "run"

@@ -15,6 +15,7 @@ _EXPORTS = {
     "FeatureCache": "bridge.cache",
     "CacheKey": "bridge.cache",
     "encode_with_cache": "bridge.cached",
+    "CacheCounts": "bridge.cached",
     "write_standin": "bridge.standin",
     "tokenize": "bridge.tokenizer",
     "tokenize_batch": "bridge.tokenizer",

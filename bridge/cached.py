@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,13 +36,32 @@ def encode_groups(encoder: CarbonEncoder, sequences: list[str], misses: list[int
     return [g[j : j + encoder.max_batch] for g in by_len.values() for j in range(0, len(g), encoder.max_batch)]
 
 
+@dataclasses.dataclass
+class CacheCounts:
+    """Lookups and hits so far (a training job reports the hit rate from them)."""
+
+    lookups: int = 0
+    hits: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.hits, self.lookups
+
+
 def encode_with_cache(
-    encoder: CarbonEncoder, cache: FeatureCache, sequences: Sequence[str], loci: Sequence[int | None]
+    encoder: CarbonEncoder,
+    cache: FeatureCache,
+    sequences: Sequence[str],
+    loci: Sequence[int | None],
+    *,
+    counts: CacheCounts | None = None,
 ) -> np.ndarray:
     """float32 [B, d_state]: cached rows read back, missing rows encoded and appended."""
     seqs = check_batch(sequences)
     keys = cache_keys(encoder, seqs, loci)
     found = cache.get_many(keys)
+    if counts is not None:
+        counts.lookups += len(found)
+        counts.hits += sum(vec is not None for vec in found)
     out = np.empty((len(seqs), encoder.d_state), dtype=np.float32)
     misses = []
     for i, vec in enumerate(found):

@@ -67,11 +67,14 @@ def prefill(config, *, epochs: int = 1, splits: Sequence[str] = ("train",), prog
     from bridge.cached import cache_keys, encode_with_cache
     from bridge.encoder import CarbonEncoder
 
-    if not config.encoder.feature_cache_dir:
+    from geno_lewm_jax.config import feature_cache_path
+
+    cache_dir = feature_cache_path(config)
+    if cache_dir is None:
         raise InvalidConfigError(
-            "encoder.feature_cache_dir is empty; the pre-fill needs a cache directory",
+            "encoder.feature_cache_dir is empty and encoder.feature_cache is off; the pre-fill needs a cache",
             details={"field": "encoder.feature_cache_dir"},
-            remediation="pass --feature_cache_dir=/path/to/cache",
+            remediation="pass --feature_cache (the run dir's cache) or --feature_cache_dir=/path/to/cache",
         )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidConfigError(f"epochs={epochs!r} must be an integer >= 1", details={"field": "epochs"})
@@ -80,7 +83,7 @@ def prefill(config, *, epochs: int = 1, splits: Sequence[str] = ("train",), prog
         raise InvalidConfigError(f"splits={list(splits)} must name train and/or validation", details={"field": "splits"})
     pid, nproc = config.runtime.process_id, config.runtime.num_processes
     encoder = CarbonEncoder.from_config(config)
-    cache = FeatureCache(config.encoder.feature_cache_dir)
+    cache = FeatureCache(cache_dir)
     seen: set[bytes] = set()
     pending: list[tuple[str, int | None]] = []
     counts = {"states": 0, "unique_owned": 0, "already_cached": 0, "encoded": 0}

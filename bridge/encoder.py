@@ -7,11 +7,13 @@ final [B, d] float32 block.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -128,6 +130,38 @@ class CarbonEncoder:
         self.max_batch = max_batch
         self.model = loading.load_truncated(files, self.state_layer, _TORCH_DTYPES[dtype]).to(self.device)
         self.identity = self._identity(files)
+        # Optional: an object with ``add(phase, seconds)`` (a training PhaseTally) that receives the
+        # tokenize / carbon_forward / pool split of every encode (CUDA work is synchronised per stage).
+        self.timeline: Any = None
+        self._side_stream: Any = None
+
+    @contextlib.contextmanager
+    def side_stream(self) -> Iterator[None]:
+        """Run the enclosed encodes on a CUDA stream of their own, finished on exit.
+
+        A training producer thread encodes here, so Carbon's forward overlaps the
+        jitted step JAX runs on its own stream of the same GPU; on the CPU this
+        does nothing.
+        """
+        if self.device.type != "cuda":
+            yield
+            return
+        if self._side_stream is None:
+            self._side_stream = torch.cuda.Stream(device=self.device)
+        with torch.cuda.stream(self._side_stream):
+            yield
+        self._side_stream.synchronize()
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        if self.timeline is None:
+            yield
+            return
+        start = time.monotonic()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        self.timeline.add(name, time.monotonic() - start)
 
     @classmethod
     def from_config(cls, config: Any, *, device: str | None = None) -> "CarbonEncoder":
@@ -181,7 +215,8 @@ class CarbonEncoder:
     def encode_tensor(self, sequences: Sequence[str], loci: Sequence[int | None]) -> torch.Tensor:
         """float32 [B, d_state] on the model's device, in input order (the one encoding path)."""
         seqs = check_batch(sequences)
-        rows = [tokenize(s, i) for i, s in enumerate(seqs)]
+        with self._stage("tokenize"):
+            rows = [tokenize(s, i) for i, s in enumerate(seqs)]
         loci_list = _loci(loci, seqs)
         locus_t = torch.tensor(loci_list, dtype=torch.int64, device=self.device)
         with torch.inference_mode():
@@ -191,16 +226,20 @@ class CarbonEncoder:
                 # the tail no pooled row depends on is cut.
                 width = max(r.size for r in rows)
                 keep = max(width if p == NO_LOCUS else min(width, p // 6 + self.pool_radius + 1) for p in loci_list)
-                hidden = self._forward([r[:keep] for r in rows], with_mask=True)
-                out = pool_legacy(hidden, locus_t, self.pool_radius)
+                with self._stage("carbon_forward"):
+                    hidden = self._forward([r[:keep] for r in rows], with_mask=True)
+                with self._stage("pool"):
+                    out = pool_legacy(hidden, locus_t, self.pool_radius)
             else:
                 prefixes = [self._prefix_v2(r, p) for r, p in zip(rows, loci_list)]
                 n_content = torch.tensor([r.size - 2 for r in rows], dtype=torch.int64, device=self.device)
                 out = torch.empty((len(rows), self.d_state), dtype=torch.float32, device=self.device)
                 for group in length_buckets(prefixes, self.max_batch):
-                    hidden = self._forward([rows[i][: prefixes[i]] for i in group], with_mask=False)
-                    index = torch.from_numpy(group).to(self.device)
-                    out[index] = pool_v2(hidden, n_content[index], locus_t[index], self.pool_radius)
+                    with self._stage("carbon_forward"):
+                        hidden = self._forward([rows[i][: prefixes[i]] for i in group], with_mask=False)
+                    with self._stage("pool"):
+                        index = torch.from_numpy(group).to(self.device)
+                        out[index] = pool_v2(hidden, n_content[index], locus_t[index], self.pool_radius)
             if not bool(torch.isfinite(out).all()):
                 bad = torch.nonzero(~torch.isfinite(out).all(dim=1)).flatten().tolist()
                 raise InvariantViolation(

@@ -9,6 +9,13 @@ are the Carbon-500M release recipe, not the reference's schema defaults
 
 The config is built once (from flags in ``main``, or with :func:`load_config`)
 and passed down; no other module reads flags.
+
+An imported mapping (a YAML file, a dict, the reference's own defaults) and
+explicit values (flags, dotted overrides) are validated alike, with one
+difference that lets geno-lewm 0.2.1's ``load_default("train")`` load:
+``optimizer.warmup_steps >= training.max_steps`` under the wsd schedule is a
+:class:`ConfigWarning` that says what the schedule will do when all three
+values were imported, and an error when any of them was given explicitly.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import json
 import math
 import os
 import types
-from collections.abc import Mapping
+import warnings
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -32,6 +40,13 @@ from geno_lewm_jax.errors import (
 )
 
 StateContract = Literal["l2_normalized_v2", "legacy_raw_v1"]
+
+# The fields of the wsd warmup-vs-horizon rule (see validate).
+WSD_HORIZON_FIELDS: tuple[str, ...] = ("optimizer.schedule", "optimizer.warmup_steps", "training.max_steps")
+
+
+class ConfigWarning(UserWarning):
+    """An imported config value the reference accepts and this project would refuse as a flag."""
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors absl's name
@@ -60,7 +75,12 @@ class EncoderConfig:
         "l2_normalized_v2 (default: DNA-token mean at the same locus for source and target, L2-normalised) "
         "or legacy_raw_v1 (geno-lewm 0.2.1 pooling, bit-for-bit).",
     )
-    feature_cache_dir: str = _f("", "Directory of the pooled-feature cache; empty disables it.")
+    feature_cache: bool = _f(
+        True,
+        "Cache pooled Carbon features so a (window, locus) state is encoded once per run "
+        "(in feature_cache_dir, or <run_dir>/feature_cache when that is empty).",
+    )
+    feature_cache_dir: str = _f("", "Directory of the pooled-feature cache; setting it turns the cache on.")
     encode_batch_size: int = _f(16, "Windows per Carbon forward.")
 
 
@@ -99,8 +119,18 @@ class TrainingConfig:
     collapse_log_every_steps: int = _f(500, "Collapse-monitor cadence on validation batches.")
     loss_alpha: float = _f(1.0, "Weight of (1 - cos) in the prediction loss.")
     loss_beta: float = _f(0.1, "Weight of the squared error / D.")
-    loss_gamma: float = _f(0.5, "Weight of the KL regulariser in phase2.")
-    kl_source: Literal["targets", "predictions"] = _f("targets", "States the KL regulariser is computed on.")
+    loss_gamma: float = _f(0.5, "Weight of the regulariser (training.regularizer) in phase2.")
+    kl_source: Literal["targets", "predictions"] = _f("targets", "States the regulariser (KL or SIGReg) is computed on.")
+    regularizer: Literal["lejepa_kl", "sigreg", "none"] = _f(
+        "lejepa_kl",
+        "Regulariser added as gamma * R in phase2: lejepa_kl (the reference's KL to N(0, I)), sigreg (LeJEPA's"
+        " sketched isotropic Gaussian regulariser, as in LeWorldModel; directions redrawn each step from seed"
+        " and step) or none. The KL is reported in every case.",
+    )
+    sigreg_projections: int = _f(1024, "SIGReg: random unit directions drawn each step (LeWorldModel: 1024).")
+    sigreg_integration_points: int = _f(
+        17, "SIGReg: trapezoid nodes on t in [0, 3] for the Epps-Pulley integral (LeJEPA, LeWorldModel: 17); >= 2."
+    )
     log_every_steps: int = _f(50, "Progress-event cadence.")
     checkpoint_every_steps: int = _f(1000, "Checkpoint cadence.")
     keep_checkpoints: int = _f(3, "Latest checkpoints kept (the best one is kept too).")
@@ -150,11 +180,20 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ObservabilityConfig:
-    """Logging settings."""
+    """Logging settings and where the run's curves go (train.log always; TensorBoard, W&B)."""
 
     log_level: Literal["debug", "info", "warn", "error"] = _f("info", "Console log level.")
     redaction_strict: bool = _f(True, "Kept for YAML compatibility.")
-    wandb_project: str | None = _f(None, "Kept for YAML compatibility.")
+    tensorboard: bool = _f(True, "Write TensorBoard event files under <run_dir>/tb/ (needs tensorboardX).")
+    wandb_project: str | None = _f(None, "Stream the curves and the config to this W&B project (needs wandb); unset: no W&B.")
+    wandb_entity: str | None = _f(None, "W&B entity (user or team); unset: your W&B default.")
+    wandb_run_name: str | None = _f(None, "W&B run display name; unset: run_id.")
+    wandb_mode: Literal["online", "offline", "disabled"] = _f(
+        "online", "online streams to the W&B server; offline writes <run_dir>/wandb/ for `wandb sync`; disabled turns W&B off."
+    )
+    profile_steps: str = _f(
+        "", "A:B writes a jax.profiler trace of steps A..B into <run_dir>/profile (TensorBoard/Perfetto); empty: none."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,8 +252,8 @@ class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def replace(self, overrides: Mapping[str, Any]) -> "Config":
-        """A validated copy with dotted-name overrides applied."""
-        return from_dict(set_dotted(to_dict(self), overrides))
+        """A validated copy with dotted-name overrides applied (overrides count as explicit values)."""
+        return from_dict(set_dotted(to_dict(self), overrides), explicit=tuple(overrides))
 
 
 SECTIONS: tuple[str, ...] = tuple(
@@ -335,8 +374,14 @@ def coerce(value: Any, annotation: Any, *, path: str) -> Any:
 
 
 # --- dict <-> config ----------------------------------------------------------------------------
-def from_dict(payload: Mapping[str, Any], *, validate_ranges: bool = True) -> Config:
-    """Build a validated config from a nested mapping (closed schema, defaults for what is absent)."""
+def from_dict(
+    payload: Mapping[str, Any], *, validate_ranges: bool = True, explicit: Collection[str] = ()
+) -> Config:
+    """Build a validated config from a nested mapping (closed schema, defaults for what is absent).
+
+    ``explicit`` names the dotted fields whose values were given as flags or
+    overrides rather than imported (see :func:`validate`).
+    """
     if not isinstance(payload, Mapping):
         raise InvalidConfigError(
             f"config payload must be a mapping, got {type(payload).__name__}", details={"field": "<root>"}
@@ -361,7 +406,7 @@ def from_dict(payload: Mapping[str, Any], *, validate_ranges: bool = True) -> Co
             kwargs[name] = coerce(value, top_hints[name], path=name)
     config = Config(**kwargs)
     if validate_ranges:
-        validate(config)
+        validate(config, explicit=explicit)
     return config
 
 
@@ -461,6 +506,7 @@ _POSITIVE_INTS = (
     "training.log_every_steps",
     "training.checkpoint_every_steps",
     "training.keep_checkpoints",
+    "training.sigreg_projections",
     "data.batch_size",
     "runtime.num_processes",
 )
@@ -487,6 +533,17 @@ _NON_NEGATIVE_FLOATS = (
 )
 
 
+def _unfinished_warmup(config: Config) -> str:
+    """What the wsd schedule does when its warmup is at least the whole run."""
+    steps, warmup = config.training.max_steps, config.optimizer.warmup_steps
+    return (
+        f"optimizer.warmup_steps={warmup} >= training.max_steps={steps} under the wsd schedule: the learning"
+        f" rate rises linearly for all {steps} steps to {steps / warmup:.4g} x optimizer.lr at the last step"
+        f" ({config.optimizer.lr * steps / warmup:.4g}), with no stable or decay phase; give"
+        " optimizer.warmup_steps < training.max_steps for the full schedule"
+    )
+
+
 def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     return InvalidConfigError(
         f"{field}={value!r} is out of range: {rule}",
@@ -495,8 +552,37 @@ def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     )
 
 
-def validate(config: Config) -> Config:
-    """Range and cross-field checks; the first violation raises naming its field."""
+def feature_cache_path(config: Config) -> Path | None:
+    """Where the pooled-feature cache lives, or None when the run uses none."""
+    if config.encoder.feature_cache_dir:
+        return Path(config.encoder.feature_cache_dir).expanduser()
+    if config.encoder.feature_cache:
+        return Path(config.runtime.run_dir).expanduser() / "feature_cache"
+    return None
+
+
+def parse_profile_steps(text: str) -> tuple[int, int] | None:
+    """``"A:B"`` -> (A, B) with 1 <= A <= B; empty -> None."""
+    if not text:
+        return None
+    first, sep, last = text.partition(":")
+    try:
+        a, b = int(first), int(last if sep else first)
+    except ValueError:
+        a, b = 0, -1
+    if not 1 <= a <= b:
+        raise _range_error("observability.profile_steps", text, "it must be A:B with 1 <= A <= B (steps to trace)")
+    return a, b
+
+
+def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
+    """Range and cross-field checks; the first violation raises naming its field.
+
+    The wsd warmup rule (``warmup_steps < max_steps``) raises only when one of
+    :data:`WSD_HORIZON_FIELDS` is in ``explicit`` (given as a flag or an
+    override); for imported values it is a :class:`ConfigWarning`, as the
+    reference accepts them: the warmup then never ends.
+    """
     for name in _POSITIVE_INTS:
         if get_dotted(config, name) <= 0:
             raise _range_error(name, get_dotted(config, name), "it must be a positive integer")
@@ -523,10 +609,18 @@ def validate(config: Config) -> Config:
     if config.optimizer.name != "adamw":
         raise _range_error("optimizer.name", config.optimizer.name, "only adamw is supported for training")
     if config.optimizer.schedule == "wsd" and config.training.max_steps <= config.optimizer.warmup_steps:
+        if set(explicit) & set(WSD_HORIZON_FIELDS):
+            raise _range_error(
+                "optimizer.warmup_steps",
+                config.optimizer.warmup_steps,
+                f"the wsd schedule needs warmup_steps < training.max_steps={config.training.max_steps}",
+            )
+        warnings.warn(_unfinished_warmup(config), ConfigWarning, stacklevel=3)
+    if config.training.sigreg_integration_points < 2:
         raise _range_error(
-            "optimizer.warmup_steps",
-            config.optimizer.warmup_steps,
-            f"the wsd schedule needs warmup_steps < training.max_steps={config.training.max_steps}",
+            "training.sigreg_integration_points",
+            config.training.sigreg_integration_points,
+            "the trapezoid rule needs at least 2 nodes",
         )
     buckets = config.training.k_buckets
     if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
@@ -539,6 +633,8 @@ def validate(config: Config) -> Config:
         raise _range_error(
             "runtime.process_id", config.runtime.process_id, f"it must be < runtime.num_processes={config.runtime.num_processes}"
         )
+    if config.observability.profile_steps:
+        parse_profile_steps(config.observability.profile_steps)
     if not config.run_id.strip():
         raise _range_error("run_id", config.run_id, "it must be a non-empty string")
     return config
@@ -593,12 +689,13 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Mapping[s
             payload = to_dict(flag_defs.config_from_argv(["load_config", f"--flagfile={p}"]))
     if overrides:
         payload = set_dotted(to_dict(from_dict(payload, validate_ranges=False)), overrides)
-    return from_dict(payload)
+    return from_dict(payload, explicit=tuple(overrides or ()))
 
 
 __all__ = [
     "ActionConfig",
     "Config",
+    "ConfigWarning",
     "DataConfig",
     "EncoderConfig",
     "EvalConfig",
@@ -609,6 +706,7 @@ __all__ = [
     "RuntimeConfig",
     "SECTIONS",
     "TrainingConfig",
+    "WSD_HORIZON_FIELDS",
     "coerce",
     "describe_field",
     "diff",

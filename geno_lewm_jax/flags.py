@@ -97,7 +97,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> cfg.Config:
         if flag.present or not yaml_path:
             overrides[spec.dotted] = _flag_value(spec, flag.value)
     base = cfg.to_dict(cfg.from_dict(payload, validate_ranges=False))
-    return cfg.from_dict(cfg.set_dotted(base, overrides))
+    return cfg.from_dict(cfg.set_dotted(base, overrides), explicit=tuple(overrides))
 
 
 def config_from_argv(argv: Sequence[str]) -> cfg.Config:

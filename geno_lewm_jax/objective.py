@@ -1,4 +1,4 @@
-"""The training objective: prediction loss, LeJEPA KL regulariser and the phase rule.
+"""The training objective: prediction loss, the regularisers (LeJEPA KL, SIGReg) and the phase rule.
 
 Pure, jit-traceable functions of arrays. Shape, dtype and argument checks run
 at trace time and raise :class:`~geno_lewm_jax.errors.InputError` naming the
@@ -13,7 +13,19 @@ Semantics follow geno-lewm 0.2.1 (``predictor/losses.py``):
 * ``KL(N(mu, C) || N(0, I)) = 0.5 (|mu|^2 + tr C - logdet(C + eps I) - D)`` of
   the rows of the regularised states, with negative eigenvalues clamped to 0;
 * ``phase1``: loss = prediction loss (the KL is still reported);
-  ``phase2``: loss = prediction loss + gamma * KL.
+  ``phase2``: loss = prediction loss + gamma * R, where R is the selected
+  regulariser (``lejepa_kl``, the reference's; ``sigreg``; or ``none``).
+
+SIGReg (LeJEPA, arXiv 2511.08544, Algorithm 1, with the quadrature of the
+LeJEPA and LeWorldModel (arXiv 2603.19312) code) projects the rows onto
+random unit directions and, per direction, measures the Epps-Pulley distance
+of the projected samples from N(0, 1):
+``N * integral |ecf(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt`` over t in [-3, 3],
+with ``ecf(t) = mean_n exp(i t x_n)`` and N the number of rows. The integrand
+is even in t, so it is taken on [0, 3] by the trapezoid rule with doubled
+interior weights; the result is the mean over directions. The trainer draws
+the directions each step from a key that is a pure function of the run seed
+and the step (:func:`regularizer_key`), so a resumed run redraws them exactly.
 
 The reference computes the KL in float64 through an eigendecomposition of the
 D x D covariance. Here it stays float32 and, with fewer rows than
@@ -32,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -42,23 +54,37 @@ from geno_lewm_jax.errors import InputError
 
 Phase = Literal["phase1", "phase2"]
 KLSource = Literal["targets", "predictions"]
+Regularizer = Literal["lejepa_kl", "sigreg", "none"]
+REGULARIZERS: tuple[str, ...] = get_args(Regularizer)
 
 COSINE_EPS = 1.0e-8
 KL_EPS = 1.0e-6
+SIGREG_PROJECTIONS = 1024
+"""Directions per step, as LeWorldModel (the LeJEPA minimal example uses 256)."""
+SIGREG_INTEGRATION_POINTS = 17
+"""Trapezoid nodes on [0, SIGREG_T_MAX], as LeJEPA and LeWorldModel."""
+SIGREG_T_MAX = 3.0
+"""End of the integration grid, as LeJEPA and LeWorldModel (the Gaussian window is 0.011 there)."""
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["loss", "pred_loss", "kl_reg"], meta_fields=["phase"]
+    jax.tree_util.register_dataclass, data_fields=["loss", "pred_loss", "kl_reg", "reg"], meta_fields=["phase"]
 )
 @dataclasses.dataclass(frozen=True)
 class PredictionLossResult:
-    """Total loss and its reported parts (float32 scalars); a pytree, so it can leave jit."""
+    """Total loss and its reported parts (float32 scalars); a pytree, so it can leave jit.
+
+    ``kl_reg`` is always the KL (the collapse monitor reads it); ``reg`` is the
+    selected regulariser's value, the one phase2 weights by gamma (the KL under
+    ``lejepa_kl``, the SIGReg statistic under ``sigreg``, 0 under ``none``).
+    """
 
     loss: jax.Array
     pred_loss: jax.Array
     kl_reg: jax.Array
     phase: Phase
+    reg: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +96,32 @@ class ObjectiveSettings:
     beta: float = 0.1
     gamma: float = 0.5
     kl_source: KLSource = "targets"
+    regularizer: Regularizer = "lejepa_kl"
+    sigreg_projections: int = SIGREG_PROJECTIONS
+    sigreg_integration_points: int = SIGREG_INTEGRATION_POINTS
 
     def __post_init__(self) -> None:
         _check_phase(self.phase)
         for name in ("alpha", "beta", "gamma"):
             _check_non_negative(name, getattr(self, name))
         _check_kl_source(self.kl_source)
+        _check_regularizer(self.regularizer)
+        _check_int_at_least("sigreg_projections", self.sigreg_projections, 1)
+        _check_int_at_least("sigreg_integration_points", self.sigreg_integration_points, 2)
 
     @classmethod
     def from_config(cls, config: Any) -> "ObjectiveSettings":
-        """Read ``phase`` and ``training.loss_alpha/beta/gamma/kl_source``."""
+        """Read ``phase`` and ``training.loss_alpha/beta/gamma/kl_source/regularizer/sigreg_*``."""
         t = config.training
         return cls(
-            phase=config.phase, alpha=t.loss_alpha, beta=t.loss_beta, gamma=t.loss_gamma, kl_source=t.kl_source
+            phase=config.phase,
+            alpha=t.loss_alpha,
+            beta=t.loss_beta,
+            gamma=t.loss_gamma,
+            kl_source=t.kl_source,
+            regularizer=t.regularizer,
+            sigreg_projections=t.sigreg_projections,
+            sigreg_integration_points=t.sigreg_integration_points,
         )
 
 
@@ -165,21 +204,11 @@ def lejepa_kl_regularizer(
     default every row counts, zero padding rows included, as in the reference.
     """
     states = jnp.asarray(states)
-    if states.ndim < 2:
-        raise InputError(
-            f"states must have shape (..., d_state), got {states.shape}",
-            details={"field": "states", "shape": list(states.shape)},
-        )
-    if not jnp.issubdtype(states.dtype, jnp.floating):
-        raise InputError(f"states must be floating point, got {states.dtype}", details={"field": "states"})
+    _check_states(states)
     dim = states.shape[-1]
-    if dim <= 0:
-        raise InputError("states have zero features (D = 0); the KL needs D >= 1", details={"field": "states"})
     _check_positive("eps", eps)
     x = states.reshape(-1, dim).astype(jnp.float32)
     rows = x.shape[0]
-    if rows == 0:
-        raise InputError("states must contain at least one row", details={"field": "states"})
     if row_mask is None:
         w = jnp.ones((rows,), jnp.float32)
     else:
@@ -196,6 +225,75 @@ def lejepa_kl_regularizer(
     return kl.astype(jnp.float32)
 
 
+def regularizer_key(seed: int, step: Any) -> jax.Array:
+    """The key of ``step``'s SIGReg directions: a pure function of (run seed, step), so resume needs no RNG state.
+
+    ``seed`` (a Python int, all 64 bits used) is static; ``step`` may be traced.
+    Below 2**32 the base key equals ``jax.random.key(seed)``.
+    """
+    seed = int(seed) % 2**64
+    base = jax.random.wrap_key_data(np.array([seed >> 32, seed & 0xFFFFFFFF], np.uint32), impl="threefry2x32")
+    return jax.random.fold_in(base, step)
+
+
+def sigreg_directions(key: jax.Array, dim: int, count: int) -> jax.Array:
+    """``count`` random unit directions in R^dim, as the columns of a float32 [dim, count] matrix."""
+    _check_int_at_least("dim", dim, 1)
+    _check_int_at_least("count", count, 1)
+    a = jax.random.normal(key, (dim, count), jnp.float32)
+    return a / jnp.linalg.norm(a, axis=0, keepdims=True)
+
+
+def _epps_pulley_grid(points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes t on [0, T_MAX], the N(0, 1) characteristic function there, and the weighted trapezoid weights."""
+    t = np.linspace(0.0, SIGREG_T_MAX, points)
+    dt = SIGREG_T_MAX / (points - 1)
+    weights = np.full(points, 2.0 * dt)  # each interior node stands for t and -t
+    weights[[0, -1]] = dt
+    gaussian_cf = np.exp(-0.5 * t * t)
+    return t.astype(np.float32), gaussian_cf.astype(np.float32), (weights * gaussian_cf).astype(np.float32)
+
+
+def sigreg_regularizer(
+    states: jax.Array,
+    directions: jax.Array,
+    *,
+    integration_points: int = SIGREG_INTEGRATION_POINTS,
+    row_mask: jax.Array | None = None,
+) -> jax.Array:
+    """SIGReg of the rows of ``states [..., D]`` along ``directions [D, P]`` (unit columns), float32.
+
+    The mean over directions of the Epps-Pulley statistic (see the module
+    docstring); 0 for rows distributed as N(0, I), larger the further the
+    projected rows are from N(0, 1). ``row_mask`` selects the rows (default all).
+    """
+    states, directions = jnp.asarray(states), jnp.asarray(directions)
+    _check_states(states)
+    dim = states.shape[-1]
+    if directions.ndim != 2 or directions.shape[0] != dim or directions.shape[1] < 1:
+        raise InputError(
+            f"directions must have shape ({dim}, P>=1) for states of width {dim}, got {directions.shape}",
+            details={"field": "directions", "shape": list(directions.shape), "d_state": dim},
+        )
+    if not jnp.issubdtype(directions.dtype, jnp.floating):
+        raise InputError(f"directions must be floating point, got {directions.dtype}", details={"field": "directions"})
+    _check_int_at_least("integration_points", integration_points, 2)
+    x = states.reshape(-1, dim).astype(jnp.float32)
+    if row_mask is None:
+        w = jnp.ones((x.shape[0],), jnp.float32)
+    else:
+        w = _as_mask(row_mask, states.shape[:-1], field="row_mask").reshape(-1).astype(jnp.float32)
+    n = jnp.sum(w)
+    t, gaussian_cf, weights = _epps_pulley_grid(integration_points)
+    projected = jnp.matmul(x, directions.astype(jnp.float32), precision=_HIGHEST)  # [rows, P]
+    xt = projected[:, :, None] * t  # [rows, P, T]
+    ecf_real = jnp.einsum("r,rpt->pt", w, jnp.cos(xt), precision=_HIGHEST) / n
+    ecf_imag = jnp.einsum("r,rpt->pt", w, jnp.sin(xt), precision=_HIGHEST) / n
+    distance = jnp.square(ecf_real - gaussian_cf) + jnp.square(ecf_imag)  # |ecf - cf|^2, [P, T]
+    statistic = jnp.matmul(distance, weights, precision=_HIGHEST) * n  # [P]
+    return jnp.mean(statistic).astype(jnp.float32)
+
+
 def predictor_loss(
     prediction: jax.Array,
     target: jax.Array,
@@ -208,21 +306,38 @@ def predictor_loss(
     kl_source: KLSource = "targets",
     kl_row_mask: jax.Array | None = None,
     eps: float = KL_EPS,
+    regularizer: Regularizer = "lejepa_kl",
+    directions: jax.Array | None = None,
+    integration_points: int = SIGREG_INTEGRATION_POINTS,
 ) -> PredictionLossResult:
-    """The phase rule: phase1 = prediction loss, phase2 = prediction loss + gamma * KL.
+    """The phase rule: phase1 = prediction loss, phase2 = prediction loss + gamma * R.
 
-    The KL is always computed and reported; by default on the targets (which
-    carry no gradient, as in the reference), or on the predictions for the
-    ablation in which the regulariser shapes the predictor.
+    R is the ``regularizer``: the KL (the reference's), SIGReg along
+    ``directions`` (required then), or nothing. The KL is always computed and
+    reported. Both regularisers see, by default, the targets (which carry no
+    gradient, as in the reference), or the predictions for the ablation in
+    which the regulariser shapes the predictor. The KL's rows are
+    ``kl_row_mask``'s (the reference's); SIGReg's are the valid positions
+    ``mask``, since zero padding rows would put a point mass at 0 on every
+    direction.
     """
     _check_phase(phase)
     _check_non_negative("gamma", gamma)
     _check_kl_source(kl_source)
+    _check_regularizer(regularizer)
+    if regularizer == "sigreg" and directions is None:
+        raise InputError("regularizer='sigreg' needs its projection directions", details={"field": "directions"})
     fit = prediction_loss(prediction, target, alpha=alpha, beta=beta, mask=mask)
     regularised = target if kl_source == "targets" else prediction
     kl = lejepa_kl_regularizer(regularised, eps=eps, row_mask=kl_row_mask)
-    loss = fit + gamma * kl if phase == "phase2" else fit
-    return PredictionLossResult(loss=loss, pred_loss=fit, kl_reg=kl, phase=phase)
+    if regularizer == "lejepa_kl":
+        reg = kl
+    elif regularizer == "sigreg":
+        reg = sigreg_regularizer(regularised, directions, integration_points=integration_points, row_mask=mask)
+    else:
+        reg = jnp.zeros((), jnp.float32)
+    loss = fit + gamma * reg if phase == "phase2" and regularizer != "none" else fit
+    return PredictionLossResult(loss=loss, pred_loss=fit, kl_reg=kl, phase=phase, reg=reg)
 
 
 def objective(
@@ -232,8 +347,18 @@ def objective(
     *,
     mask: jax.Array | None = None,
     kl_row_mask: jax.Array | None = None,
+    key: jax.Array | None = None,
 ) -> PredictionLossResult:
-    """:func:`predictor_loss` with the knobs of an :class:`ObjectiveSettings`."""
+    """:func:`predictor_loss` with the knobs of an :class:`ObjectiveSettings`.
+
+    Under ``sigreg`` the directions are drawn from ``key`` (required then; see
+    :func:`regularizer_key`); the other regularisers ignore it.
+    """
+    directions = None
+    if settings.regularizer == "sigreg":
+        if key is None:
+            raise InputError("regularizer='sigreg' needs a PRNG key for its directions", details={"field": "key"})
+        directions = sigreg_directions(key, jnp.shape(prediction)[-1], settings.sigreg_projections)
     return predictor_loss(
         prediction,
         target,
@@ -244,6 +369,9 @@ def objective(
         mask=mask,
         kl_source=settings.kl_source,
         kl_row_mask=kl_row_mask,
+        regularizer=settings.regularizer,
+        directions=directions,
+        integration_points=settings.sigreg_integration_points,
     )
 
 
@@ -288,6 +416,28 @@ def _as_mask(mask: Any, shape: tuple[int, ...], *, field: str = "mask") -> jax.A
     return valid
 
 
+def _check_states(states: jax.Array) -> None:
+    """``states`` is a floating [..., D] array with D >= 1 and at least one row."""
+    if states.ndim < 2:
+        raise InputError(
+            f"states must have shape (..., d_state), got {states.shape}",
+            details={"field": "states", "shape": list(states.shape)},
+        )
+    if not jnp.issubdtype(states.dtype, jnp.floating):
+        raise InputError(f"states must be floating point, got {states.dtype}", details={"field": "states"})
+    if states.shape[-1] <= 0:
+        raise InputError("states have zero features (D = 0); a regulariser needs D >= 1", details={"field": "states"})
+    if states.size == 0:
+        raise InputError("states must contain at least one row", details={"field": "states"})
+
+
+def _check_int_at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InputError(
+            f"{name} must be an integer >= {low}, got {value!r}", details={"field": name, "value": repr(value)}
+        )
+
+
 def _check_non_negative(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise InputError(
@@ -311,6 +461,14 @@ def _check_phase(phase: Any) -> None:
         )
 
 
+def _check_regularizer(regularizer: Any) -> None:
+    if regularizer not in REGULARIZERS:
+        raise InputError(
+            f"regularizer must be one of {', '.join(REGULARIZERS)}, got {regularizer!r}",
+            details={"field": "training.regularizer", "value": repr(regularizer)},
+        )
+
+
 def _check_kl_source(kl_source: Any) -> None:
     if kl_source not in ("targets", "predictions"):
         raise InputError(
@@ -322,13 +480,21 @@ def _check_kl_source(kl_source: Any) -> None:
 __all__ = [
     "COSINE_EPS",
     "KL_EPS",
+    "REGULARIZERS",
+    "SIGREG_INTEGRATION_POINTS",
+    "SIGREG_PROJECTIONS",
+    "SIGREG_T_MAX",
     "KLSource",
     "ObjectiveSettings",
     "Phase",
     "PredictionLossResult",
+    "Regularizer",
     "cosine_similarity",
     "lejepa_kl_regularizer",
     "objective",
     "prediction_loss",
     "predictor_loss",
+    "regularizer_key",
+    "sigreg_directions",
+    "sigreg_regularizer",
 ]

@@ -79,7 +79,6 @@ def test_reference_written_yaml_loads(tmp_path):
         ({"data": {"batch_size": 0}}, "data.batch_size"),
         ({"optimizer": {"lr": -1.0}}, "optimizer.lr"),
         ({"optimizer": {"beta2": 1.5}}, "optimizer.beta2"),
-        ({"training": {"max_steps": 10}}, "optimizer.warmup_steps"),
         ({"training": {"k_buckets": [4, 2]}}, "training.k_buckets"),
     ],
 )
@@ -88,6 +87,51 @@ def test_invalid_values_name_their_field(payload, field):
         cfg.from_dict(payload)
     assert field in str(info.value)
     assert exit_code_for(info.value) == 2
+
+
+def test_reference_default_config_imports_with_a_warning_that_says_what_the_schedule_does(tmp_path):
+    """geno-lewm 0.2.1's own defaults (warmup 1000 > 50 steps under wsd) load from a dict, a YAML or --config_yaml."""
+    from geno_lewm.config import config_to_dict, load_default, write_resolved_config
+
+    reference = load_default("train")
+    yaml_path = write_resolved_config(reference, tmp_path / "reference.yaml")
+    says = r"rises linearly for all 50 steps to 0\.05 x optimizer\.lr .*no stable or decay phase"
+    for load in (
+        lambda: cfg.from_dict(config_to_dict(reference)),
+        lambda: cfg.load_config(yaml_path),
+        lambda: flag_defs.config_from_argv(["prog", f"--config_yaml={yaml_path}"]),
+        lambda: flag_defs.config_from_argv(["prog", f"--config_yaml={yaml_path}", "--seed=3"]),
+    ):
+        with pytest.warns(cfg.ConfigWarning, match=says):
+            c = load()
+        assert (c.training.max_steps, c.optimizer.warmup_steps, c.predictor.d_state) == (50, 1000, 512)
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        lambda yaml_path: flag_defs.config_from_argv(["prog", "--max_steps=50", "--warmup_steps=1000"]),
+        lambda yaml_path: flag_defs.config_from_argv(["prog", f"--config_yaml={yaml_path}", "--max_steps=50"]),
+        lambda yaml_path: cfg.load_config(overrides={"training.max_steps": 10}),
+        lambda yaml_path: cfg.Config().replace({"optimizer.warmup_steps": 40000}),
+    ],
+    ids=["flags", "yaml-then-flag", "overrides", "replace"],
+)
+def test_the_same_values_given_as_flags_or_overrides_stay_an_error(tmp_path, load):
+    yaml_path = tmp_path / "reference.yaml"
+    yaml_path.write_text(yaml.safe_dump({"training": {"max_steps": 50}, "optimizer": {"warmup_steps": 1000}}))
+    with pytest.raises(InvalidConfigError, match="optimizer.warmup_steps") as info:
+        load(yaml_path)
+    assert exit_code_for(info.value) == 2
+
+
+def test_a_runnable_config_imports_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cfg.ConfigWarning)
+        cfg.from_dict({"training": {"max_steps": 1001}})
+        cfg.from_dict({"training": {"max_steps": 10}, "optimizer": {"schedule": "cosine"}})
 
 
 def test_unknown_top_level_key_type():

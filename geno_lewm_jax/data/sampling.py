@@ -22,7 +22,7 @@ def _check_weight(value: object) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if not ok:
         raise InputError(
-            f"weight must be a finite number > 0, got {value!r}",
+            f"weight must be a positive finite number, got {value!r}",
             details={"field": "weight", "value": value, "type": type(value).__name__},
             remediation="drop an entry instead of giving it weight 0",
         )
@@ -41,7 +41,7 @@ class EditTypeWeight:
                 object.__setattr__(self, "edit_type", EditType(int(self.edit_type)))
             except (TypeError, ValueError):
                 raise InputError(
-                    f"edit_type {self.edit_type!r} is not an EditType", details={"edit_type": self.edit_type}
+                    f"edit_type must be a supported EditType, got {self.edit_type!r}", details={"edit_type": self.edit_type}
                 ) from None
         _check_weight(self.weight)
 
@@ -56,7 +56,7 @@ class RolloutStepWeight:
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
             raise InputError(
-                f"steps must be an int >= 1, got {self.steps!r}",
+                f"steps must be a positive integer, got {self.steps!r}",
                 details={"steps": self.steps, "type": type(self.steps).__name__},
             )
         _check_weight(self.weight)
@@ -93,18 +93,18 @@ def pick_weighted(rng: random.Random, entries: Sequence[_W]) -> _W:
 
 def check_edit_type_weights(weights: Sequence[EditTypeWeight]) -> tuple[EditTypeWeight, ...]:
     if not weights:
-        raise InputError("edit type weights are empty; give at least one entry", details={"field": "weights"})
+        raise InputError("edit type weights must contain at least one entry", details={"field": "weights"})
     out: list[EditTypeWeight] = []
     for entry in weights:
         entry = EditTypeWeight(entry.edit_type, entry.weight)
         if entry.edit_type is EditType.SV:
             raise InputError(
-                "structural variants (SV) cannot be sampled by the edit-type sampler",
+                "SV edits are outside the edit-balanced sampler: structural variants cannot be sampled",
                 details={"edit_type": int(entry.edit_type)},
             )
         if any(seen.edit_type is entry.edit_type for seen in out):
             raise InputError(
-                f"edit type {entry.edit_type.name} appears twice in the weights",
+                f"edit type weights contain duplicate edit types: {entry.edit_type.name} appears twice",
                 details={"edit_type": int(entry.edit_type)},
             )
         out.append(entry)
@@ -113,12 +113,15 @@ def check_edit_type_weights(weights: Sequence[EditTypeWeight]) -> tuple[EditType
 
 def check_rollout_mix(mix: Sequence[RolloutStepWeight]) -> tuple[RolloutStepWeight, ...]:
     if not mix:
-        raise InputError("rollout step mix is empty; give at least one entry", details={"field": "mix"})
+        raise InputError("rollout step mix must contain at least one entry", details={"field": "mix"})
     out: list[RolloutStepWeight] = []
     for entry in mix:
         entry = RolloutStepWeight(entry.steps, entry.weight)
         if any(seen.steps == entry.steps for seen in out):
-            raise InputError(f"rollout length {entry.steps} appears twice in the mix", details={"steps": entry.steps})
+            raise InputError(
+                f"rollout step mix contains duplicate step counts: K={entry.steps} appears twice",
+                details={"steps": entry.steps},
+            )
         out.append(entry)
     return tuple(out)
 
@@ -126,7 +129,8 @@ def check_rollout_mix(mix: Sequence[RolloutStepWeight]) -> tuple[RolloutStepWeig
 def _check_count(n: object) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise InputError(
-            f"n must be an int >= 0, got {n!r}", details={"field": "n", "value": n, "type": type(n).__name__}
+            f"n must be a non-negative integer, got {n!r}",
+            details={"field": "n", "value": n, "type": type(n).__name__},
         )
 
 

@@ -90,7 +90,10 @@ def encode_training_batch(
     if k < longest:
         raise InputError(f"k={k} is shorter than the longest rollout ({longest} steps)", details={"field": "k"})
     pooled = (encode_fn or encoder.encode_batch_jax)(sequences, loci)
-    pooled = jnp.asarray(pooled, dtype=jnp.float32)
+    # Host features (the cache, a CPU encoder) are gathered in numpy and placed once by the
+    # trainer's prepare; device features (DLPack from CUDA) are gathered where they are.
+    xp = np if isinstance(pooled, np.ndarray) else jnp
+    pooled = xp.asarray(pooled, dtype=xp.float32)
     source_idx = np.array([r[0] for r in rows], dtype=np.int32)
     target_idx = np.zeros((len(rows), k), dtype=np.int32)
     mask = np.zeros((len(rows), k), dtype=bool)
@@ -98,7 +101,7 @@ def encode_training_batch(
         target_idx[b, : len(r) - 1] = r[1:]
         mask[b, : len(r) - 1] = True
     state = pooled[source_idx]
-    targets = jnp.where(jnp.asarray(mask)[..., None], pooled[target_idx], 0.0)
+    targets = xp.where(xp.asarray(mask)[..., None], pooled[target_idx], xp.float32(0.0))
     features = featurize_edits([t.edits for t in tuples], k=k, max_window_bp=max_window_bp)
     return TrainerBatch(state=state, targets=targets, features=features, action_mask=mask)
 
@@ -115,32 +118,59 @@ class ProducedBatch:
 class BatchProducer:
     """Encodes upcoming batches on a background thread, ``depth`` ahead of the consumer.
 
-    Errors raised while producing are re-raised by :meth:`next` in the
-    training thread, so a bad window surfaces as the same typed error.
+    ``prepare`` (the trainer's) pads each batch to its K bucket and places it on
+    the devices on this thread too, so the transfer of batch N+1 starts before
+    the loop waits for step N. ``timeline`` (optional) receives the thread's
+    ``encode``, ``prepare`` and ``handoff`` seconds. Errors raised while producing
+    are re-raised by :meth:`next` in the training thread, so a bad window
+    surfaces as the same typed error.
     """
 
-    _DONE = object()
-
-    def __init__(self, stream: Any, encode: Callable[[Any], TrainerBatch], *, depth: int = 2) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        encode: Callable[[Any], TrainerBatch],
+        *,
+        depth: int = 2,
+        prepare: Callable[[TrainerBatch], TrainerBatch] | None = None,
+        timeline: Any = None,
+    ) -> None:
         self._stream = stream
         self._encode = encode
+        self._prepare = prepare
+        self._timeline = timeline
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="carbon-producer", daemon=True)
         self._thread.start()
 
+    def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
+        if self._timeline is None:
+            return fn()
+        with self._timeline.phase(phase):
+            return fn()
+
+    def _produce(self) -> ProducedBatch:
+        tuples_batch = self._stream.next_batch()
+        cursor = self._stream.cursor()
+        batch = self._timed("encode", lambda: self._encode(tuples_batch))
+        if self._prepare is not None:
+            batch = self._timed("prepare", lambda: self._prepare(batch))
+        return ProducedBatch(batch, cursor, len(tuples_batch.tuples))
+
+    def _hand_off(self, item: ProducedBatch) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                tuples_batch = self._stream.next_batch()
-                cursor = self._stream.cursor()
-                item = ProducedBatch(self._encode(tuples_batch), cursor, len(tuples_batch.tuples))
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                item = self._produce()
+                self._timed("handoff", lambda: self._hand_off(item))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             self._queue.put(exc)
 

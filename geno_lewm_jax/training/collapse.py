@@ -28,6 +28,17 @@ non-finite metric never crashes the run, it yields a ``non_finite`` alert
 (see :func:`detect_collapse`), is recorded as null in strict JSON, and never
 becomes the pairwise baseline. Stopping is left to the trainer's NaN policy
 and ``training.stop_on_collapse``.
+
+Two logger shapes are accepted, so code written against geno-lewm 0.2.1
+keeps working: this project's event sink (``emit``: one
+``training.collapse.metrics`` record) and the reference's logger
+(``info``/``warn``: one ``training.metric`` record per metric, as 0.2.1
+writes them). Inputs may be arrays, nested sequences or tensor-like objects
+(``detach``/``cpu``/``tolist``), as in the reference.
+
+``kl_reg`` can be marked *not informative* (``CollapseMonitor(kl_reg_informative=False)``,
+decided from a run's config by :func:`kl_reg_is_informative`): its value is
+still recorded, flagged as such, but it never raises an alert.
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +55,9 @@ import numpy as np
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.metrics import REGISTRY, MetricsRegistry
 from geno_lewm_jax.training._checks import finite_float, non_negative_int, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from geno_lewm_jax.config import Config
 
 METRIC_NAMES: tuple[str, ...] = (
     "pred_cos_mean",
@@ -57,6 +71,9 @@ METRIC_NAMES: tuple[str, ...] = (
 GAUGE_PREFIX = "geno_lewm.training.collapse."
 ALERT_COUNTER = "geno_lewm.training.collapse.alert"
 NON_FINITE = "non_finite"
+KL_REG = "kl_reg"
+METRIC_EVENT = "training.metric"  # the reference logger's per-metric record
+ALERT_EVENT = "training.collapse.alert"
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -64,6 +81,14 @@ class EventSink(Protocol):
     """Anything that writes one structured JSONL record per call (e.g. ``events.EventLog``)."""
 
     def emit(self, event: str, **fields: Any) -> None: ...
+
+
+class ReferenceLogger(Protocol):
+    """geno-lewm 0.2.1's logger shape (``geno_lewm.observability.GenoLeWMLogger``)."""
+
+    def info(self, event: str, **fields: Any) -> Any: ...
+
+    def warn(self, event: str, **fields: Any) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,10 +134,11 @@ class CollapseAlert:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CollapseCheck:
-    """What one monitored observation produced."""
+    """What one monitored observation produced (``uninformative``: criteria recorded but not judged)."""
 
     metrics: CollapseMetrics
     alerts: tuple[CollapseAlert, ...]
+    uninformative: tuple[str, ...] = ()
 
     @property
     def tripped(self) -> bool:
@@ -200,35 +226,64 @@ def _metric_pass(p: jax.Array, t: jax.Array, valid: jax.Array, kl: jax.Array) ->
     return metrics.astype(jnp.float32), issues
 
 
-def _as_matrix(value: Any, name: str) -> jax.Array | np.ndarray:
-    """A validated float32 [N, D] array; jax arrays stay on device."""
-    for method in ("detach", "cpu"):  # torch tensors, without importing torch
+def _host_array(value: Any, name: str) -> jax.Array | np.ndarray:
+    """A jax or NumPy array of ``value``: arrays, nested sequences and tensor-like objects.
+
+    Like the reference, a tensor-like object is read through ``detach()``,
+    ``cpu()`` and then the array protocol or, where that is missing or fails
+    (a bfloat16 torch tensor), ``tolist()``; torch is never imported.
+    """
+    for method in ("detach", "cpu"):
         fn = getattr(value, method, None)
         if callable(fn):
             value = fn()
-    if not isinstance(value, jax.Array):
+    if isinstance(value, (jax.Array, np.ndarray)):
+        return value
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and not hasattr(value, "__array__"):
+        value = tolist()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        if not callable(tolist):
+            raise InputError(f"{name} must be rectangular", details={"field": name}) from None
         try:
-            value = np.asarray(value)
+            array = np.asarray(tolist())
         except ValueError:
             raise InputError(f"{name} must be rectangular", details={"field": name}) from None
-        if value.dtype == object:
-            raise InputError(f"{name} must be rectangular", details={"field": name})
+    if array.dtype == object:
+        raise InputError(f"{name} must be rectangular", details={"field": name})
+    return array
+
+
+def _as_matrix(value: Any, name: str) -> jax.Array | np.ndarray:
+    """A validated float32 [N, D] array; jax arrays stay on device.
+
+    Messages keep the reference's phrases (code matches on them) and add the shape.
+    """
+    value = _host_array(value, name)
     shape = tuple(value.shape)
-    if len(shape) != 2:
-        if len(shape) == 1 and shape[0] == 0:
-            raise InputError(f"{name} is empty: give at least one row", details={"field": name})
+    if len(shape) == 1 and shape[0] == 0:
+        raise InputError(f"{name} must contain at least one row (it is empty)", details={"field": name})
+    if len(shape) == 0:
+        raise InputError(f"{name} must be a 2D numeric sequence [N, D], got a scalar", details={"field": name, "shape": shape})
+    if len(shape) == 1:
         raise InputError(
-            f"{name} must be a 2D numeric sequence [N, D], got shape {shape}", details={"field": name, "shape": shape}
+            f"{name} rows must be numeric sequences: it must be 2D [N, D], got shape {shape}",
+            details={"field": name, "shape": shape},
+        )
+    if len(shape) > 2:
+        raise InputError(
+            f"{name} values must be numeric: it must be 2D [N, D], got shape {shape}",
+            details={"field": name, "shape": shape},
         )
     kind = np.dtype(value.dtype).kind
-    if kind in "USO":
-        raise InputError(f"{name} must be a 2D numeric sequence, got {value.dtype}", details={"field": name})
     if kind not in "fiu":
         raise InputError(f"{name} values must be numeric, got {value.dtype}", details={"field": name})
     if shape[0] == 0:
-        raise InputError(f"{name} is empty: give at least one row", details={"field": name})
+        raise InputError(f"{name} must contain at least one row (it is empty)", details={"field": name})
     if shape[1] == 0:
-        raise InputError(f"{name} rows are empty: give at least one value per row", details={"field": name})
+        raise InputError(f"{name} rows must contain at least one value (they are empty)", details={"field": name})
     if isinstance(value, jax.Array):
         return value.astype(jnp.float32)
     return value.astype(np.float32, copy=False)
@@ -259,7 +314,10 @@ def compute_collapse_metrics(
         raise InputError(f"nonfinite must be 'raise' or 'propagate', got {nonfinite!r}", details={"field": "nonfinite"})
     if isinstance(kl_reg, (jax.Array, np.ndarray, np.generic)):
         if np.shape(kl_reg) != ():
-            raise InputError("kl_reg must be a scalar", details={"field": "kl_reg", "shape": tuple(np.shape(kl_reg))})
+            raise InputError(
+                f"kl_reg values must be numeric scalars, got shape {tuple(np.shape(kl_reg))}",
+                details={"field": "kl_reg", "shape": tuple(np.shape(kl_reg))},
+            )
         kl = kl_reg
     else:
         if isinstance(kl_reg, bool) or not isinstance(kl_reg, (int, float)):
@@ -296,16 +354,19 @@ def detect_collapse(
     *,
     thresholds: CollapseThresholds | None = None,
     initial_pairwise_pred_dist_mean: float | None = None,
+    kl_reg_informative: bool = True,
 ) -> tuple[CollapseAlert, ...]:
     """Tripped criteria, in order: pred_var_per_dim, pairwise_pred_dist_mean, kl_reg, non_finite.
 
     Strict inequalities, as in the reference. ``non_finite`` (value = number
     of non-finite metrics, threshold 0) is this package's addition; a NaN
-    metric trips none of the other three.
+    metric trips none of the other three. ``kl_reg_informative=False`` skips
+    the kl_reg rule (see :func:`kl_reg_is_informative`).
     """
     th = thresholds if thresholds is not None else CollapseThresholds()
     if initial_pairwise_pred_dist_mean is not None:
         _check_baseline(initial_pairwise_pred_dist_mean)
+    _check_bool("kl_reg_informative", kl_reg_informative)
     alerts: list[CollapseAlert] = []
     var_floor = th.pred_var_to_target_var * metrics.target_var_per_dim
     if metrics.pred_var_per_dim < var_floor:
@@ -314,41 +375,93 @@ def detect_collapse(
         pair_floor = th.pairwise_to_initial * initial_pairwise_pred_dist_mean
         if metrics.pairwise_pred_dist_mean < pair_floor:
             alerts.append(CollapseAlert("pairwise_pred_dist_mean", metrics.pairwise_pred_dist_mean, pair_floor))
-    if metrics.kl_reg > th.kl_reg_max:
-        alerts.append(CollapseAlert("kl_reg", metrics.kl_reg, th.kl_reg_max))
+    if kl_reg_informative and metrics.kl_reg > th.kl_reg_max:
+        alerts.append(CollapseAlert(KL_REG, metrics.kl_reg, th.kl_reg_max))
     bad = sum(not math.isfinite(v) for v in metrics.to_dict().values())
     if bad:
         alerts.append(CollapseAlert(NON_FINITE, float(bad), 0.0))
     return tuple(alerts)
 
 
+def kl_reg_is_informative(config: Config) -> bool:
+    """Whether the monitor's ``kl_reg > kl_reg_max`` rule says anything about this run.
+
+    Under ``training.kl_source=targets`` the KL is computed on the frozen
+    Carbon encoder's target states: a constant of the data, with no gradient,
+    so the rule would alert at every evaluation whatever the predictor does.
+    It is informative when the KL is computed on the predictions. The
+    reference's behaviour (always judge kl_reg) is kept under
+    ``encoder.state_contract=legacy_raw_v1``: that switch reproduces
+    geno-lewm 0.2.1's states, the values its monitor judged;
+    ``data.stream=legacy`` changes only the order and K of the tuples, not
+    what the KL measures, so it does not decide this.
+    """
+    return config.training.kl_source == "predictions" or config.encoder.state_contract == "legacy_raw_v1"
+
+
+def _logger_kind(logger: Any) -> Literal["sink", "reference"] | None:
+    """``sink`` for this project's ``emit`` shape, ``reference`` for geno-lewm's ``info``/``warn``."""
+    if logger is None:
+        return None
+    if callable(getattr(logger, "emit", None)):
+        return "sink"
+    if callable(getattr(logger, "info", None)) and callable(getattr(logger, "warn", None)):
+        return "reference"
+    raise InputError(
+        f"logger must offer emit(event, **fields) or info/warn(event, **fields), got {type(logger).__name__}",
+        details={"field": "logger", "type": type(logger).__name__},
+    )
+
+
 def record_collapse_metrics(
     metrics: CollapseMetrics,
     *,
     alerts: Iterable[CollapseAlert] = (),
-    logger: EventSink | None = None,
+    logger: EventSink | ReferenceLogger | None = None,
     step: int | None = None,
     registry: MetricsRegistry | None = None,
+    uninformative: Iterable[str] = (),
 ) -> None:
-    """Set the seven gauges, count alerts, and (with a logger) write one metrics record plus one per alert.
+    """Set the seven gauges, count alerts, and (with a logger) write the metrics and one record per alert.
 
-    Records: ``training.collapse.metrics`` {step, <seven metrics>} and
-    ``training.collapse.alert`` {step, criterion, value, threshold}; non-finite
-    values are the logger's to make strict (the project's EventLog writes null).
+    An event sink gets ``training.collapse.metrics`` {step, <seven metrics>,
+    uninformative (only when some)} and ``training.collapse.alert`` {step,
+    criterion, value, threshold}; non-finite values are the sink's to make
+    strict (the project's EventLog writes null). A reference logger gets
+    geno-lewm 0.2.1's records: ``info("training.metric", step, name, value,
+    unit, kind)`` per metric (plus ``informative=False`` on an uninformative
+    one) and ``warn("training.collapse.alert", step, criterion, value, threshold)``.
     """
     if step is not None:
         non_negative_int("step", step)
+    kind = _logger_kind(logger)
+    skipped = tuple(uninformative)
+    for name in skipped:
+        if name not in METRIC_NAMES:
+            raise InputError(
+                f"uninformative names an unknown metric {name!r}; use one of {', '.join(METRIC_NAMES)}",
+                details={"field": "uninformative", "value": repr(name)},
+            )
     reg = registry if registry is not None else REGISTRY
     values = metrics.to_dict()
     for name, value in values.items():
         reg.gauge(GAUGE_PREFIX + name).set(value)
     step_field = {} if step is None else {"step": step}
-    if logger is not None:
-        logger.emit("training.collapse.metrics", **step_field, **values)
+    if kind == "sink":
+        marked = {"uninformative": list(skipped)} if skipped else {}
+        logger.emit("training.collapse.metrics", **step_field, **values, **marked)  # type: ignore[union-attr]
+    elif kind == "reference":
+        for name, value in values.items():
+            marked = {"informative": False} if name in skipped else {}
+            logger.info(  # type: ignore[union-attr]
+                METRIC_EVENT, **step_field, name=GAUGE_PREFIX + name, value=value, unit="unitless", kind="gauge", **marked
+            )
     for alert in alerts:
         reg.counter(ALERT_COUNTER).inc()
-        if logger is not None:
-            logger.emit("training.collapse.alert", **step_field, **alert.to_dict())
+        if kind == "sink":
+            logger.emit(ALERT_EVENT, **step_field, **alert.to_dict())  # type: ignore[union-attr]
+        elif kind == "reference":
+            logger.warn(ALERT_EVENT, **step_field, **alert.to_dict())  # type: ignore[union-attr]
 
 
 @dataclasses.dataclass(slots=True)
@@ -361,16 +474,22 @@ class CollapseMonitor:
     finite observation's own pairwise mean (so that observation cannot trip the
     pairwise rule). To baseline on the untrained model, as RFC-0005 intends,
     observe once with ``force=True`` before training.
+
+    ``kl_reg_informative=False`` records kl_reg as not informative instead of
+    judging it (build it from a run's config with :func:`kl_reg_is_informative`);
+    the default judges it, as the reference does.
     """
 
     log_every_steps: int = 500
     thresholds: CollapseThresholds = dataclasses.field(default_factory=CollapseThresholds)
     initial_pairwise_pred_dist_mean: float | None = None
+    kl_reg_informative: bool = True
 
     def __post_init__(self) -> None:
         positive_int("log_every_steps", self.log_every_steps)
         if self.initial_pairwise_pred_dist_mean is not None:
             _check_baseline(self.initial_pairwise_pred_dist_mean)
+        _check_bool("kl_reg_informative", self.kl_reg_informative)
 
     def should_log(self, step: int) -> bool:
         non_negative_int("step", step)
@@ -383,7 +502,7 @@ class CollapseMonitor:
         *,
         kl_reg: Any,
         step: int,
-        logger: EventSink | None = None,
+        logger: EventSink | ReferenceLogger | None = None,
         force: bool = False,
         mask: Any = None,
         registry: MetricsRegistry | None = None,
@@ -391,14 +510,26 @@ class CollapseMonitor:
         """Metrics, alerts and records for a scheduled (or forced) step; None otherwise."""
         if not self.should_log(step) and not force:
             return None
+        _logger_kind(logger)  # a logger of neither shape fails before any work
         metrics = compute_collapse_metrics(prediction, target, kl_reg=kl_reg, mask=mask, nonfinite="propagate")
         if self.initial_pairwise_pred_dist_mean is None and math.isfinite(metrics.pairwise_pred_dist_mean):
             self.initial_pairwise_pred_dist_mean = metrics.pairwise_pred_dist_mean
         alerts = detect_collapse(
-            metrics, thresholds=self.thresholds, initial_pairwise_pred_dist_mean=self.initial_pairwise_pred_dist_mean
+            metrics,
+            thresholds=self.thresholds,
+            initial_pairwise_pred_dist_mean=self.initial_pairwise_pred_dist_mean,
+            kl_reg_informative=self.kl_reg_informative,
         )
-        record_collapse_metrics(metrics, alerts=alerts, logger=logger, step=step, registry=registry)
-        return CollapseCheck(metrics=metrics, alerts=alerts)
+        skipped = () if self.kl_reg_informative else (KL_REG,)
+        record_collapse_metrics(
+            metrics, alerts=alerts, logger=logger, step=step, registry=registry, uninformative=skipped
+        )
+        return CollapseCheck(metrics=metrics, alerts=alerts, uninformative=skipped)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be a bool, got {value!r}", details={"field": name, "value": repr(value)})
 
 
 def _check_baseline(value: Any) -> None:
@@ -411,7 +542,10 @@ def _check_baseline(value: Any) -> None:
 
 __all__ = [
     "ALERT_COUNTER",
+    "ALERT_EVENT",
     "GAUGE_PREFIX",
+    "KL_REG",
+    "METRIC_EVENT",
     "METRIC_NAMES",
     "NON_FINITE",
     "CollapseAlert",
@@ -420,7 +554,9 @@ __all__ = [
     "CollapseMonitor",
     "CollapseThresholds",
     "EventSink",
+    "ReferenceLogger",
     "compute_collapse_metrics",
     "detect_collapse",
+    "kl_reg_is_informative",
     "record_collapse_metrics",
 ]

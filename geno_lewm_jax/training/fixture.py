@@ -16,11 +16,12 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from geno_lewm_jax.config import Config, write_yaml
+from geno_lewm_jax.config import Config, from_dict, to_dict, write_yaml
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.run_dir import write_json
 
@@ -98,35 +99,35 @@ def _read_checkpoint(path: Path, *, seed: int) -> _Scalar:
         ) from None
     except json.JSONDecodeError as exc:
         raise InputError(
-            f"fixture checkpoint {path} is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            f"fixture checkpoint JSON is invalid: {path} (line {exc.lineno}, column {exc.colno})",
             details={"path": str(path), "line": exc.lineno, "column": exc.colno},
         ) from None
     if not isinstance(payload, dict):
-        raise InputError(f"fixture checkpoint {path} must be a JSON object", details={"path": str(path)})
+        raise InputError(f"fixture checkpoint must be a JSON object: {path}", details={"path": str(path)})
     if payload.get("model_kind") != MODEL_KIND:
         raise InputError(
-            f"{path} is not a fixture smoke checkpoint (model_kind {payload.get('model_kind')!r})",
+            f"checkpoint is not a fixture smoke checkpoint: {path} has model_kind {payload.get('model_kind')!r}",
             details={"path": str(path), "field": "model_kind"},
         )
 
     def integer(key: str) -> int:
         value = payload.get(key)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{path}: {key} is not an integer", details={"path": str(path), "field": key})
+            raise InputError(f"fixture checkpoint {key} must be an integer: {path}", details={"path": str(path), "field": key})
         return value
 
     def number(key: str) -> float:
         value = payload.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputError(
-                f"{path}: {key} is not a finite number", details={"path": str(path), "field": key}
+                f"fixture checkpoint {key} must be a finite number: {path}", details={"path": str(path), "field": key}
             )
         return float(value)
 
     ckpt_seed = integer("seed")
     if ckpt_seed != seed:
         raise InputError(
-            f"fixture checkpoint seed {ckpt_seed} does not match the config seed {seed}",
+            f"fixture checkpoint seed does not match resolved config: checkpoint seed {ckpt_seed}, config seed {seed}",
             details={"path": str(path), "field": "seed", "checkpoint_seed": ckpt_seed, "config_seed": seed},
         )
     return _Scalar(step=integer("step"), seed=ckpt_seed, weight=number("weight"), target=number("target"), loss=number("loss"))
@@ -218,9 +219,23 @@ def _run_record(config: Config, *, command: str, commit_sha: str, package_versio
     }
 
 
+def _own_config(config: Any) -> Config:
+    """This project's Config; a mapping or a geno-lewm 0.2.1 config object is imported as YAML is."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return from_dict(config)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return from_dict(to_dict(config))  # type: ignore[arg-type]
+    raise InputError(
+        f"config must be a geno_lewm_jax Config, a mapping or a geno-lewm config, got {type(config).__name__}",
+        details={"field": "config", "type": type(config).__name__},
+    )
+
+
 def run_fixture_training(
     *,
-    config: Config,
+    config: Config | Mapping[str, Any] | Any,
     run_dir: str | Path,
     steps: int = 50,
     resume_from: str | Path | None = None,
@@ -229,6 +244,7 @@ def run_fixture_training(
     package_version: str,
 ) -> FixtureTrainingReport:
     """Train the scalar fixture to ``steps`` total steps (continuing ``resume_from`` if given)."""
+    config = _own_config(config)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise InputError(
             f"fixture training steps must be a positive integer, got {steps!r}", details={"field": "steps"}
@@ -242,7 +258,7 @@ def run_fixture_training(
     resumed_from_step = state.step
     if resumed_from_step >= steps:
         raise InputError(
-            f"fixture checkpoint is at step {resumed_from_step}, at or beyond the requested {steps} steps",
+            f"fixture resume checkpoint is already at or beyond the requested steps ({resumed_from_step} >= {steps})",
             details={"checkpoint_step": resumed_from_step, "steps": steps},
         )
 

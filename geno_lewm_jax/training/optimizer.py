@@ -109,12 +109,14 @@ def build_adamw_optimizer(config: Any, params: Any) -> optax.GradientTransformat
     opt = config.optimizer
     if opt.name != "adamw":
         raise InputError(
-            f"optimizer.name={opt.name!r}: only adamw trains the predictor",
+            f"optimizer.name={opt.name!r}: the trainer supports AdamW only",
             details={"field": "optimizer.name", "value": opt.name},
             remediation="Set optimizer.name to adamw.",
         )
     if not jax.tree.leaves(params):
-        raise InputError("params holds no arrays: nothing to optimise", details={"field": "params"})
+        raise InputError(
+            "no trainable predictor/action-encoder parameters found: params holds no arrays", details={"field": "params"}
+        )
     decay_mask = weight_decay_mask(params)
     b1, b2, wd = float(opt.beta1), float(opt.beta2), float(opt.weight_decay)
 
@@ -139,7 +141,7 @@ def _injected(opt_state: Any) -> Any:
     ]
     if not found:
         raise InputError(
-            "optimizer state has no injected learning_rate",
+            "optimizer must expose an injected learning_rate: the optimizer state has none",
             details={"field": "opt_state"},
             remediation="Build the optimizer with build_adamw_optimizer (or optax.inject_hyperparams).",
         )

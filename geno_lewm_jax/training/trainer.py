@@ -13,10 +13,14 @@ FSDP-split over ``data``; see :mod:`geno_lewm_jax.sharding`). ``train_step(batch
    the host (step is 1-indexed, as in the reference);
 3. runs two jitted programs: the gradients (action encoder and predictor
    forward, the objective of :mod:`geno_lewm_jax.objective`, backward) for the
-   batch's bucket, split over ``data``; then the optimizer update (padding-row
+   batch's bucket, split over ``data``, with the step number as an input (the
+   ``sigreg`` regulariser draws its directions from the key of (seed, step), so
+   a resumed run redraws them exactly); then the optimizer update (padding-row
    mask, torch-style global clip, AdamW with that learning rate), one program
    for every bucket, which donates the state;
-4. fetches one small vector of scalars and returns a :class:`TrainerStepResult`.
+4. returns at once with the step's scalars still on the device (:meth:`Trainer.dispatch_step`);
+   :meth:`Trainer.resolve_steps` fetches many steps' scalars in one transfer, and
+   :meth:`Trainer.train_step` is the two together.
 
 The gradients compile once per (global batch rows, K bucket) and the update once:
 on first use, or ahead of time on background threads (:meth:`Trainer.precompile`), which is how the
@@ -34,10 +38,12 @@ Non-finite policy (``training.nan_policy``): inside the step, an update whose
 loss or gradient norm is not finite is never applied (parameters, moments
 and counts stay as they were; only the injected learning rate is the new
 step's). With ``"skip"`` the result reports ``skipped=True`` and training goes
-on; with ``"raise"`` ``train_step`` raises
+on; with ``"raise"`` the fetch of that step's scalars (``train_step``, or
+``resolve_steps`` after several ``dispatch_step`` calls) raises
 :class:`~geno_lewm_jax.errors.NaNLossError` naming the step, and the trainer
-still holds the parameters from before that step. ``trainer.nan_policy`` is
-read on the host after each step, so it can be changed between steps.
+still holds the parameters from before that step: a sticky in-graph flag skips
+every update dispatched after it. ``trainer.nan_policy`` is read on the host
+at each dispatch and fetch, so it can be changed between steps.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from jax.sharding import PartitionSpec
 from geno_lewm_jax.errors import InputError, NaNLossError
 from geno_lewm_jax.model import EditFeatures
 from geno_lewm_jax.model.featurize import PAD_ID
-from geno_lewm_jax.objective import ObjectiveSettings, objective
+from geno_lewm_jax.objective import ObjectiveSettings, objective, regularizer_key
 from geno_lewm_jax.sharding import (
     DATA_AXIS,
     batch_sharding,
@@ -75,7 +81,7 @@ from geno_lewm_jax.sharding import (
     state_shardings,
 )
 from geno_lewm_jax.training._checks import non_negative_int, positive_int
-from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink
+from geno_lewm_jax.training.collapse import CollapseCheck, CollapseMonitor, EventSink, kl_reg_is_informative
 from geno_lewm_jax.training.optimizer import (
     ClipState,
     build_adamw_optimizer,
@@ -86,7 +92,7 @@ from geno_lewm_jax.training.optimizer import (
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
 from geno_lewm_jax.training.skill import SkillMetrics, compute_skill_metrics
 
-_RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite")
+_RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite", "reg")
 _GRAD_NORM, _FINITE = _RESULT_FIELDS.index("grad_norm"), _RESULT_FIELDS.index("finite")
 _UPDATE = "update"
 """The compile key of the optimizer-update program (gradient programs are keyed by (global rows, K))."""
@@ -127,7 +133,10 @@ class TrainerBatch:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TrainerStepResult:
-    """The scalars of one step; ``loss``/``pred_loss``/``kl_reg`` are measured before the update."""
+    """The scalars of one step; ``loss``/``pred_loss``/``kl_reg``/``reg`` are measured before the update.
+
+    ``reg`` is the selected regulariser's value (``training.regularizer``; equal to ``kl_reg`` under lejepa_kl).
+    """
 
     step: int
     lr_multiplier: float
@@ -138,9 +147,19 @@ class TrainerStepResult:
     pred_var_per_dim: float
     grad_norm: float = float("nan")
     skipped: bool = False
+    reg: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingStep:
+    """A dispatched step: its scalars are still on the device (``Trainer.resolve_steps`` fetches them)."""
+
+    step: int
+    lr_multiplier: float
+    scalars: jax.Array
 
 
 @functools.partial(
@@ -165,16 +184,19 @@ class EvalOutput:
 def make_action_mask(rel_edits: Sequence[Sequence[Any]], *, k: int | None = None) -> np.ndarray:
     """bool [B, K]: row b is True on its first len(rel_edits[b]) steps (K = longest row, or ``k``)."""
     if isinstance(rel_edits, (str, bytes)) or not isinstance(rel_edits, Sequence) or not rel_edits:
-        raise InputError("rel_edits must hold at least one batch row", details={"field": "rel_edits"})
+        raise InputError("rel_edits must contain at least one batch item", details={"field": "rel_edits"})
     lengths = []
     for row, edits in enumerate(rel_edits):
         if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
             raise InputError(
-                f"rel_edits[{row}] must be a sequence of edits, got {type(edits).__name__}",
+                f"rel_edits entries must be sequences: rel_edits[{row}] is a {type(edits).__name__}",
                 details={"field": "rel_edits", "row": row},
             )
         if not edits:
-            raise InputError(f"rel_edits[{row}] has no edit; every row needs one", details={"field": "rel_edits", "row": row})
+            raise InputError(
+                f"each training batch item must include at least one edit: rel_edits[{row}] is empty",
+                details={"field": "rel_edits", "row": row},
+            )
         lengths.append(len(edits))
     width = max(lengths) if k is None else positive_int("k", k)
     if max(lengths) > width:
@@ -338,7 +360,9 @@ class Trainer:
         self._rest: Any = None
         if not _is_abstract((params, rest)):
             self._place_fresh(params, rest)
-        self.collapse_monitor = CollapseMonitor(log_every_steps=config.training.collapse_log_every_steps)
+        self.collapse_monitor = CollapseMonitor(
+            log_every_steps=config.training.collapse_log_every_steps, kl_reg_informative=kl_reg_is_informative(config)
+        )
         self.last_collapse_alerts: tuple[dict[str, Any], ...] = ()
         self.trace_count = 0
         # Compiled programs by key: (global rows, K) for the gradients, _UPDATE for the optimizer;
@@ -350,15 +374,19 @@ class Trainer:
         self._update_compiler: threading.Thread | None = None
         self._gradients = jax.jit(
             self._gradient_step,
-            in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
+            in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding, self._replicated),
             out_shardings=(self._state_sharding[0], self._replicated),
         )
         self._update = jax.jit(
             self._update_step,
             donate_argnums=(0,),
-            in_shardings=(self._state_sharding, self._state_sharding[0], self._replicated, self._replicated),
-            out_shardings=(self._state_sharding, self._replicated),
+            in_shardings=(
+                self._state_sharding, self._state_sharding[0], self._replicated, self._replicated, self._replicated
+            ),
+            out_shardings=(self._state_sharding, self._replicated, self._replicated),
         )
+        self._halt: Any = None  # device bool [2] (halted, halt_on_nonfinite); see _update_step
+        self._halt_policy = False
         self._eval = jax.jit(
             self._eval_step,
             in_shardings=(self._state_sharding[0], self._replicated, self._batch_sharding),
@@ -372,6 +400,7 @@ class Trainer:
         # One compiled init, made in place with its layout (eagerly, each moment shape compiles on its own).
         self._opt_state = jax.jit(self.optimizer.init, out_shardings=self._state_sharding[1])(self._params)
         self._rest = jax.device_put(rest, self._replicated)
+        self._halt = None
 
     def initialize(self, predictor: nnx.Module, action_encoder: nnx.Module) -> None:
         """Take the parameters of concrete modules and a fresh optimizer state (AdamW step 0).
@@ -421,15 +450,17 @@ class Trainer:
         encoder = nnx.merge(self._defs["action_encoder"], params["action_encoder"], rest["action_encoder"])
         return predictor(batch.state, encoder(batch.features), batch.action_mask)
 
-    def _objective(self, prediction: jax.Array, targets: jax.Array, mask: jax.Array) -> Any:
-        return objective(prediction, targets, self.settings, mask=mask, kl_row_mask=_kl_rows(mask))
+    def _objective(self, prediction: jax.Array, targets: jax.Array, mask: jax.Array, step: Any = 0) -> Any:
+        """The objective at 1-indexed ``step`` (0 = evaluation); SIGReg's directions come from (seed, step)."""
+        key = regularizer_key(self.config.seed, step)  # unused (and compiled away) unless training.regularizer=sigreg
+        return objective(prediction, targets, self.settings, mask=mask, kl_row_mask=_kl_rows(mask), key=key)
 
-    def _forward(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[jax.Array, Any]:
+    def _forward(self, params: Any, rest: Any, batch: TrainerBatch, step: Any = 0) -> tuple[jax.Array, Any]:
         prediction = self._predict(params, rest, batch)
-        parts = self._objective(prediction, batch.targets, batch.action_mask)
+        parts = self._objective(prediction, batch.targets, batch.action_mask, step)
         return parts.loss, (parts, prediction)
 
-    def _ordered_value_and_grad(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, Any]:
+    def _ordered_value_and_grad(self, params: Any, rest: Any, batch: TrainerBatch, step: Any) -> tuple[Any, Any]:
         """What ``value_and_grad(_forward)`` returns, with every sum across the batch in a fixed order.
 
         The batch is cut into ``reduction_groups`` equal groups of rows, whole
@@ -450,7 +481,7 @@ class Trainer:
         rows = batch.action_mask.shape[0]
         group_rows = rows // self.reduction_groups
 
-        def local(params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, ...]:
+        def local(params: Any, rest: Any, batch: TrainerBatch, step: Any) -> tuple[Any, ...]:
             pullbacks, predictions = [], []
             for g in range(per_device):
                 group = jax.tree.map(lambda x: x[g * group_rows : (g + 1) * group_rows], batch)
@@ -462,7 +493,7 @@ class Trainer:
             targets, mask = gather(batch.targets), gather(batch.action_mask)
 
             def loss_of(prediction: jax.Array) -> tuple[jax.Array, Any]:
-                parts = self._objective(prediction, targets, mask)
+                parts = self._objective(prediction, targets, mask, step)
                 return parts.loss, parts
 
             (loss, parts), cotangent = jax.value_and_grad(loss_of, has_aux=True)(whole)
@@ -476,14 +507,14 @@ class Trainer:
         loss, parts, prediction, grads = jax.shard_map(
             local,
             mesh=self.mesh,
-            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(DATA_AXIS)),
+            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(DATA_AXIS), PartitionSpec()),
             out_specs=PartitionSpec(),
             check_vma=False,
-        )(params, rest, batch)
+        )(params, rest, batch, step)
         grads = jax.lax.with_sharding_constraint(grads, self._state_sharding[0])
         return (loss, (parts, prediction)), grads
 
-    def _gradient_step(self, params: Any, rest: Any, batch: TrainerBatch) -> tuple[Any, jax.Array]:
+    def _gradient_step(self, params: Any, rest: Any, batch: TrainerBatch, step: jax.Array) -> tuple[Any, jax.Array]:
         """Gradients of the objective and the step's scalars (``_RESULT_FIELDS``; grad_norm is the raw norm).
 
         One program per K bucket; the optimizer update is a separate program
@@ -492,9 +523,9 @@ class Trainer:
         """
         self.trace_count += 1  # runs once per compilation, never per call
         if self.reduction_groups:
-            (loss, (parts, prediction)), grads = self._ordered_value_and_grad(params, rest, batch)
+            (loss, (parts, prediction)), grads = self._ordered_value_and_grad(params, rest, batch, step)
         else:
-            (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch)
+            (loss, (parts, prediction)), grads = jax.value_and_grad(self._forward, has_aux=True)(params, rest, batch, step)
         raw_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(raw_norm)
         mask = batch.action_mask
@@ -507,14 +538,25 @@ class Trainer:
                 _pred_var_per_dim(prediction, _kl_rows(mask)),
                 raw_norm,
                 finite.astype(jnp.float32),
+                parts.reg,
             ]
         )
         return grads, scalars
 
-    def _update_step(self, state: Any, grads: Any, lr: jax.Array, scalars: jax.Array) -> tuple[Any, jax.Array]:
-        """Apply the optimizer at learning rate ``lr`` unless the gradient step reported a non-finite value."""
+    def _update_step(
+        self, state: Any, grads: Any, lr: jax.Array, scalars: jax.Array, halt: jax.Array
+    ) -> tuple[Any, jax.Array, jax.Array]:
+        """Apply the optimizer at learning rate ``lr`` unless this step is non-finite or an earlier one halted.
+
+        ``halt`` is bool [2]: (halted, halt_on_nonfinite). Under ``nan_policy=raise``
+        the host learns of a non-finite step only when it next fetches scalars, so a
+        non-finite step sets the sticky ``halted`` flag and every later update is
+        skipped in-graph: the state the host then finds is the one from before that step.
+        """
         params, opt_state = state
         raw_norm = scalars[_GRAD_NORM]
+        finite = scalars[_FINITE] == 1.0
+        halted, halt_on_nonfinite = halt[0], halt[1]
 
         def apply(operands: Any) -> tuple[Any, Any, jax.Array]:
             p, s, g = operands
@@ -529,9 +571,10 @@ class Trainer:
         # A branch, not a select over the whole state: the update stays in place in the donated
         # buffers, where an elementwise where(finite, new, old) costs a copy of every leaf.
         new_params, new_opt, grad_norm = jax.lax.cond(
-            scalars[_FINITE] == 1.0, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
+            finite & ~halted, apply, skip, (params, with_learning_rate(opt_state, lr), grads)
         )
-        return (new_params, new_opt), scalars.at[_GRAD_NORM].set(grad_norm)
+        new_halt = jnp.stack([halted | (~finite & halt_on_nonfinite), halt_on_nonfinite])
+        return (new_params, new_opt), scalars.at[_GRAD_NORM].set(grad_norm), new_halt
 
     def _eval_step(self, params: Any, rest: Any, batch: TrainerBatch) -> EvalOutput:
         _, (parts, prediction) = self._forward(params, rest, batch)
@@ -569,8 +612,10 @@ class Trainer:
         if key == _UPDATE:
             lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._replicated)
             scalars = jax.ShapeDtypeStruct((len(_RESULT_FIELDS),), jnp.float32, sharding=self._replicated)
-            return self._update.lower(state, state[0], lr, scalars)
-        return self._gradients.lower(state[0], rest, self._abstract_batch(*key))
+            halt = jax.ShapeDtypeStruct((2,), jnp.bool_, sharding=self._replicated)
+            return self._update.lower(state, state[0], lr, scalars, halt)
+        step = jax.ShapeDtypeStruct((), jnp.int32, sharding=self._replicated)
+        return self._gradients.lower(state[0], rest, self._abstract_batch(*key), step)
 
     def _compile_into(self, future: Future, key: Any) -> None:
         """Compile the program for ``key`` into a running ``future`` (errors included)."""
@@ -669,6 +714,15 @@ class Trainer:
                 remediation=f"Use a data.batch_size that is a multiple of {self.reduction_groups}.",
             )
 
+    def is_prepared(self, batch: Any) -> bool:
+        """True for a batch :meth:`prepare` made: on this trainer's mesh, K already a bucket."""
+        mask = batch.action_mask if isinstance(batch, TrainerBatch) else None
+        return (
+            isinstance(mask, jax.Array)
+            and mask.sharding == self._batch_sharding
+            and mask.shape[1] == bucket_for(mask.shape[1], self.buckets, self.max_len)
+        )
+
     def prepare(self, batch: TrainerBatch) -> TrainerBatch:
         """Validate, pad K to its bucket and assemble the global batch on the mesh (split over ``data``).
 
@@ -681,7 +735,17 @@ class Trainer:
         return put_batch(padded, self.mesh)
 
     def train_step(self, batch: TrainerBatch, step: int) -> TrainerStepResult:
-        """One optimizer update for 1-indexed ``step`` (1..total_steps)."""
+        """One optimizer update for 1-indexed ``step`` (1..total_steps), waiting for its scalars."""
+        return self.resolve_steps([self.dispatch_step(batch, step)])[0]
+
+    def dispatch_step(self, batch: TrainerBatch, step: int) -> PendingStep:
+        """Queue one optimizer update for 1-indexed ``step`` and return without waiting for the device.
+
+        ``batch`` may already be :meth:`prepare`-d (the main job prepares batches
+        ahead, on its producer thread). The returned scalars stay on the device
+        until :meth:`resolve_steps` fetches them; until then a non-finite step under
+        ``nan_policy=raise`` halts every later update in-graph (see :meth:`_update_step`).
+        """
         positive_int("step", step)
         if step > self.total_steps:
             raise InputError(
@@ -694,30 +758,62 @@ class Trainer:
         )
         lr = np.float32(self.base_lr * multiplier)
         self._require_state()
-        prepared = self.prepare(batch)
+        prepared = batch if self.is_prepared(batch) else self.prepare(batch)
         gradients = self._executable(tuple(prepared.action_mask.shape))
         update = self._executable(_UPDATE)
-        grads, scalars = gradients(self._params, self._rest, prepared)
-        (self._params, self._opt_state), scalars = update((self._params, self._opt_state), grads, lr, scalars)
-        values = dict(zip(_RESULT_FIELDS, (float(v) for v in jax.device_get(scalars))))
-        finite = values["finite"] == 1.0
-        if not finite and self.nan_policy == "raise":
-            raise NaNLossError(
-                f"non-finite loss or gradient at step {step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
-                details={"step": step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
-                remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
-            )
-        return TrainerStepResult(
-            step=step,
-            lr_multiplier=multiplier,
-            loss=values["loss"],
-            pred_loss=values["pred_loss"],
-            kl_reg=values["kl_reg"],
-            action_count=int(values["action_count"]),
-            pred_var_per_dim=values["pred_var_per_dim"],
-            grad_norm=values["grad_norm"],
-            skipped=not finite,
+        grads, scalars = gradients(self._params, self._rest, prepared, np.int32(step))
+        halt = self._halt_flags()
+        (self._params, self._opt_state), scalars, self._halt = update(
+            (self._params, self._opt_state), grads, lr, scalars, halt
         )
+        return PendingStep(step=step, lr_multiplier=multiplier, scalars=scalars)
+
+    def _halt_flags(self) -> Any:
+        """The device halt flags for the next update, with ``nan_policy`` as the host sees it now."""
+        raise_now = self.nan_policy == "raise"
+        if self._halt is None or raise_now != self._halt_policy:
+            halted = bool(jax.device_get(self._halt)[0]) if self._halt is not None else False
+            self._halt = jax.device_put(np.array([halted, raise_now]), self._replicated)
+            self._halt_policy = raise_now
+        return self._halt
+
+    def resolve_steps(self, pending: Sequence[PendingStep]) -> list[TrainerStepResult]:
+        """Fetch the scalars of dispatched steps in one transfer, oldest first.
+
+        Under ``nan_policy=raise`` the first non-finite step raises
+        :class:`~geno_lewm_jax.errors.NaNLossError` naming it; the trainer then holds
+        the parameters from before that step (later updates were skipped in-graph)
+        and is ready to train again.
+        """
+        if not pending:
+            return []
+        rows = jax.device_get([p.scalars for p in pending])
+        results = []
+        for p, row in zip(pending, rows):
+            values = dict(zip(_RESULT_FIELDS, (float(v) for v in row)))
+            finite = values["finite"] == 1.0
+            if not finite and self.nan_policy == "raise":
+                self._halt = None  # the state is the pre-step one: training may go on from it
+                raise NaNLossError(
+                    f"non-finite loss or gradient at step {p.step} (loss={values['loss']}, grad_norm={values['grad_norm']})",
+                    details={"step": p.step, "loss": values["loss"], "grad_norm": values["grad_norm"]},
+                    remediation="Lower optimizer.lr or check the batch; training.nan_policy=skip skips such steps.",
+                )
+            results.append(
+                TrainerStepResult(
+                    step=p.step,
+                    lr_multiplier=p.lr_multiplier,
+                    loss=values["loss"],
+                    pred_loss=values["pred_loss"],
+                    kl_reg=values["kl_reg"],
+                    action_count=int(values["action_count"]),
+                    pred_var_per_dim=values["pred_var_per_dim"],
+                    grad_norm=values["grad_norm"],
+                    skipped=not finite,
+                    reg=values["reg"],
+                )
+            )
+        return results
 
     def eval_step(self, batch: TrainerBatch, params: Any = None) -> EvalOutput:
         """Predictions and loss parts for ``batch`` under ``params`` (default: the current ones; no update)."""
@@ -766,6 +862,7 @@ class Trainer:
             self._require_state()  # non-parameter variables come only from concrete modules (initialize)
         self._check_leaves((state["params"], state["opt_state"]), self._state_spec[0], "state")
         self._params, self._opt_state = put_state((state["params"], state["opt_state"]), self._state_sharding)
+        self._halt = None
         if self._rest is None:
             self._rest = self._state_spec[1]  # holds no leaves (checked above): its structure is all there is
 
@@ -788,6 +885,7 @@ class Trainer:
 
 __all__ = [
     "EvalOutput",
+    "PendingStep",
     "Trainer",
     "TrainerBatch",
     "TrainerSeeds",

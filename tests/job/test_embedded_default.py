@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from job_support import REPO, job_args, job_env, run_main
+from sinks_support import log_curves, tb_scalars
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +41,8 @@ def test_tiny_flagfile_bootstraps_and_trains_200_steps(tmp_path):
     assert {"loss", "pred_loss", "kl_reg", "lr", "grad_norm", "step_time", "tuples_per_s"} <= set(progress[-1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps_completed"] == 200 and np.isfinite(metrics["train_loss"])
+    curves = tb_scalars(run_dir / "tb")  # what `tensorboard --logdir` shows
+    assert curves == log_curves(run_dir) and [s for s, _ in curves["train/loss"]] == [e["step"] for e in progress]
 
 
 def test_export_loads_into_the_reference_with_equal_predictions(job_inputs, tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from job_support import REPO, final_state, job_args, job_env, main_command, run_main
+from sinks_support import preempted, tb_scalars
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,24 @@ def test_sigkill_at_three_random_steps_then_resume_is_bitwise_exact(job_inputs, 
         assert leaves[name].dtype == ref.dtype and np.array_equal(leaves[name], ref), f"{name} differs after resume"
     events = [json.loads(line)["event"] for line in (run_dir / "train.log").read_text().splitlines() if line.strip()]
     assert events.count("train.resume") >= 1 and events[-1] == "train.end"
+    assert_same_curves_once_per_step(run_dir, reference_dir)
+
+
+def assert_same_curves_once_per_step(run_dir: Path, reference_dir: Path) -> None:
+    """The killed-and-resumed run's TensorBoard curves are the uninterrupted run's: one point per step,
+    equal values (bar wall-clock figures and the feature cache's hit rate, warmer in the killed
+    run's dir), in both of TensorBoard's readers."""
+    expected = tb_scalars(reference_dir / "tb")
+    unrepeatable = ("time/", "train/step_time", "train/tuples_per_s", "train/cache_hit_rate")
+    written = tb_scalars(run_dir / "tb", purge=False)
+    assert len(written["train/loss"]) > len(expected["train/loss"])  # the killed processes wrote past their checkpoints
+    for shown in (tb_scalars(run_dir / "tb"), preempted(written)):
+        assert shown.keys() == expected.keys()
+        for tag, points in shown.items():
+            steps = [step for step, _ in points]
+            assert steps == sorted(set(steps)) == [step for step, _ in expected[tag]], tag
+            if not tag.startswith(unrepeatable):
+                assert points == expected[tag], tag
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_zero(job_inputs, tmp_path):

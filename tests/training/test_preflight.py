@@ -15,7 +15,7 @@ import pytest
 
 from geno_lewm_jax.config import Config, load_config
 from geno_lewm_jax.errors import InputError, InvalidConfigError
-from geno_lewm_jax.training import preflight_report
+from geno_lewm_jax.training.preflight import report as preflight_report
 from geno_lewm_jax.training.preflight import (
     REPORT_NAME,
     REQUIRED_TRAINING_MODULES,
@@ -26,7 +26,7 @@ from geno_lewm_jax.training.preflight import (
     run_training_preflight,
     write_training_preflight_report,
 )
-from geno_lewm_jax.training.preflight_runtime import DeviceView, decide_accelerator, probe_accelerator, probe_dependency
+from geno_lewm_jax.training.preflight.runtime import DeviceView, decide_accelerator, probe_accelerator, probe_dependency
 
 GIB = 1024**3
 SNAPSHOT_ID = "genolewm-synth-v1"

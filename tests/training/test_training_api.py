@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import geno_lewm.training as reference
+import pytest
 
 import geno_lewm_jax.data.sampling as sampling
 import geno_lewm_jax.training as training
@@ -19,32 +22,99 @@ SAMPLERS = (
     "sample_edit_type",
     "sample_rollout_steps",
 )
+# Every public name of the seed's ``geno_lewm.training`` (its ``__all__``, 51 names).
+SEED_NAMES = (
+    "CARBON_CHECKPOINT_NAME",
+    "CARBON_LOG_NAME",
+    "CARBON_METRICS_NAME",
+    "CARBON_TRAINING_METADATA_NAME",
+    "DEFAULT_EDIT_TYPE_WEIGHTS",
+    "DEFAULT_ROLLOUT_STEP_MIX",
+    "FIXTURE_CHECKPOINT_NAME",
+    "FIXTURE_DATASET_MANIFEST_NAME",
+    "FIXTURE_LOG_NAME",
+    "FIXTURE_METRICS_NAME",
+    "FIXTURE_TRAINING_METADATA_NAME",
+    "MIN_CUDA_VRAM_GB",
+    "REPORT_NAME",
+    "REQUIRED_TRAINING_MODULES",
+    "SCHEMA_VERSION",
+    "AcceleratorProbe",
+    "CarbonTrainingReport",
+    "CollapseAlert",
+    "CollapseCheck",
+    "CollapseMetrics",
+    "CollapseMonitor",
+    "CollapseThresholds",
+    "DependencyProbe",
+    "EditTypeWeight",
+    "FixtureTrainingReport",
+    "RolloutStepWeight",
+    "TorchDeterminismReport",
+    "TorchTrainer",
+    "TorchTrainerBatch",
+    "TorchTrainerStepResult",
+    "TrainerSeeds",
+    "TrainingPreflightIssue",
+    "TrainingPreflightReport",
+    "TrainingPreflightRequest",
+    "build_adamw_optimizer",
+    "build_training_preflight_report",
+    "compute_collapse_metrics",
+    "configure_torch_reproducibility",
+    "detect_collapse",
+    "draw_edit_type_counts",
+    "draw_rollout_step_counts",
+    "encode_training_batch",
+    "make_action_mask",
+    "record_collapse_metrics",
+    "run_carbon_training",
+    "run_fixture_training",
+    "sample_edit_type",
+    "sample_rollout_steps",
+    "set_optimizer_lr",
+    "write_training_preflight_report",
+    "wsd_lr_multiplier",
+)
+# The torch-specific names, under their JAX names here.
 RENAMED = {
     "TorchTrainer": "Trainer",
     "TorchTrainerBatch": "TrainerBatch",
     "TorchTrainerStepResult": "TrainerStepResult",
     "TorchDeterminismReport": "DeterminismReport",
     "configure_torch_reproducibility": "configure_reproducibility",
+    "CARBON_CHECKPOINT_NAME": "CARBON_CHECKPOINT_DIR",  # an Orbax directory, not predictor_checkpoint.pt
 }
-# Carbon-backed entry points that live with the main job and the bridge, not in the training core.
-ELSEWHERE = {
-    "encode_training_batch",
-    "run_carbon_training",
-    "CarbonTrainingReport",
-    "CARBON_CHECKPOINT_NAME",
-    "CARBON_LOG_NAME",
-    "CARBON_METRICS_NAME",
-    "CARBON_TRAINING_METADATA_NAME",
-}
+SAME_VALUE = ("CARBON_LOG_NAME", "CARBON_METRICS_NAME", "CARBON_TRAINING_METADATA_NAME", "REPORT_NAME", "SCHEMA_VERSION")
 
 
-def test_every_reference_name_is_exported_or_renamed():
+def test_every_seed_name_is_importable_here_under_its_own_or_its_jax_name():
+    assert sorted(SEED_NAMES) == sorted(reference.__all__)
     ours = set(training.__all__)
-    for name in reference.__all__:
-        if name in ELSEWHERE:
-            continue
-        assert RENAMED.get(name, name) in ours, name
-        assert hasattr(training, RENAMED.get(name, name)), name
+    for name in SEED_NAMES:
+        here = RENAMED.get(name, name)
+        assert here in ours, name
+        exec(f"from geno_lewm_jax.training import {here}", {})
+    for name in SAME_VALUE:
+        assert getattr(training, name) == getattr(reference, name), name
+    assert training.CARBON_CHECKPOINT_DIR == "checkpoints"
+    for name in training.__all__:
+        assert getattr(training, name) is not None, name
+    with pytest.raises(AttributeError):
+        training.no_such_name  # noqa: B018
+    from geno_lewm_jax.training.preflight import REPORT_NAME, run_training_preflight, save_report  # the job's import
+
+    assert callable(run_training_preflight) and callable(save_report) and REPORT_NAME == training.REPORT_NAME
+
+
+def test_importing_the_package_loads_nothing_and_the_main_job_names_load_no_torch():
+    code = (
+        "import sys, geno_lewm_jax.training\n"
+        "assert 'jax' not in sys.modules and 'torch' not in sys.modules, 'import loaded a framework'\n"
+        "from geno_lewm_jax.training import run_carbon_training, CarbonTrainingReport, encode_training_batch\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_samplers_are_the_data_layers_not_a_copy():

@@ -206,7 +206,7 @@ def test_record_writes_seven_gauges_and_one_record_per_alert(tmp_path):
         ([], [[1.0]], "at least one row"),
         ([[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, 4.0]], "rectangular"),
         ([[True, False]], [[1.0, 2.0]], "numeric"),
-        ([["a", "b"]], [[1.0, 2.0]], "numeric sequence"),
+        ([["a", "b"]], [[1.0, 2.0]], "values must be numeric"),
         ([1.0, 2.0], [1.0, 2.0], "2D"),
         ([[1.0, 2.0]], [[1.0, 2.0], [3.0, 4.0]], "batch size"),
         ([[1.0, 2.0]], [[1.0, 2.0, 3.0]], "latent dimension"),
@@ -220,3 +220,151 @@ def test_bad_inputs_are_input_errors_like_the_reference(prediction, target, matc
         ref_metrics(prediction.tolist() if isinstance(prediction, np.ndarray) else prediction,
                     target.tolist() if isinstance(target, np.ndarray) else target, kl_reg=0.0)
     assert type(ref.value).__name__ == "InputError"
+
+
+# --- code written against geno-lewm 0.2.1: its logger shape and tensor-like inputs ----------------
+class RefStyleLogger:
+    """The reference logger's shape (info/warn with keyword fields), recording each call in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def info(self, event, **fields):
+        self.calls.append(("info", event, list(fields.items())))
+
+    def warn(self, event, **fields):
+        self.calls.append(("warn", event, list(fields.items())))
+
+
+class TensorLike:
+    """Offers only what the reference reads from a tensor: detach(), cpu() and tolist()."""
+
+    def __init__(self, rows):
+        self.rows, self.seen = rows, []
+
+    def detach(self):
+        self.seen.append("detach")
+        return self
+
+    def cpu(self):
+        self.seen.append("cpu")
+        return self
+
+    def tolist(self):
+        self.seen.append("tolist")
+        return self.rows
+
+
+@pytest.mark.parametrize("step", [7, None])
+def test_reference_style_logger_gets_the_records_of_the_reference_field_for_field(step):
+    from geno_lewm.training import CollapseAlert as RefAlert
+    from geno_lewm.training import CollapseMetrics as RefMetrics
+    from geno_lewm.training import record_collapse_metrics as ref_record
+
+    values = [0.5, 0.25, 2.0, 0.75, -0.125, 3.5, 12.0]
+    alerts = [("pred_var_per_dim", 0.75, 1.0), ("kl_reg", 12.0, 10.0)]
+    theirs, mine = RefStyleLogger(), RefStyleLogger()
+    ref_record(RefMetrics(*values), alerts=[RefAlert(*a) for a in alerts], logger=theirs, step=step)
+    record_collapse_metrics(
+        CollapseMetrics(*values), alerts=[CollapseAlert(*a) for a in alerts], logger=mine, step=step, registry=MetricsRegistry()
+    )
+    assert mine.calls == theirs.calls  # events, levels, field names, field order and values
+    assert [c[:2] for c in mine.calls] == [("info", "training.metric")] * 7 + [("warn", "training.collapse.alert")] * 2
+
+
+def test_the_reference_logger_itself_writes_the_same_jsonl_for_both(tmp_path):
+    from geno_lewm.observability import get_logger
+    from geno_lewm.training import CollapseAlert as RefAlert
+    from geno_lewm.training import CollapseMetrics as RefMetrics
+    from geno_lewm.training import record_collapse_metrics as ref_record
+
+    values = [0.5, 0.25, 2.0, 0.75, -0.125, 3.5, 12.0]
+    ref_record(RefMetrics(*values), alerts=[RefAlert("kl_reg", 12.0, 10.0)], step=4,
+               logger=get_logger("training", run_id="ref", log_dir=tmp_path, pretty=False))
+    record_collapse_metrics(CollapseMetrics(*values), alerts=[CollapseAlert("kl_reg", 12.0, 10.0)], step=4,
+                            logger=get_logger("training", run_id="ours", log_dir=tmp_path, pretty=False),
+                            registry=MetricsRegistry())
+
+    def records(run_id):
+        rows = [json.loads(line) for line in (tmp_path / f"{run_id}.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("ts", "run_id")} for r in rows]
+
+    assert records("ours") == records("ref") and len(records("ref")) == 8
+
+
+def test_monitor_with_a_reference_style_logger_and_tensor_like_inputs_matches_the_reference():
+    p, t = batch(8, 6, 4, "correlated")
+    theirs, mine = RefStyleLogger(), RefStyleLogger()
+    want = RefMonitor(log_every_steps=5).observe(TensorLike(p.tolist()), TensorLike(t.tolist()), kl_reg=11.0, step=5, logger=theirs)
+    pred = TensorLike(p.tolist())
+    got = CollapseMonitor(log_every_steps=5).observe(pred, TensorLike(t.tolist()), kl_reg=11.0, step=5, logger=mine,
+                                                     registry=MetricsRegistry())
+    assert pred.seen == ["detach", "cpu", "tolist"]
+    assert [a.criterion for a in got.alerts] == [a.criterion for a in want.alerts] == ["kl_reg"]
+    assert len(mine.calls) == len(theirs.calls) == 8
+    for (level, event, fields), (ref_level, ref_event, ref_fields) in zip(mine.calls, theirs.calls):
+        assert (level, event, [k for k, _ in fields]) == (ref_level, ref_event, [k for k, _ in ref_fields])
+        for (key, value), (_, ref_value) in zip(fields, ref_fields):
+            assert value == (pytest.approx(ref_value, rel=1e-5) if key == "value" else ref_value), key
+
+
+def test_tensor_like_inputs_give_the_metrics_of_the_arrays():
+    p, t = batch(9, 5, 3, "unit")
+    got = compute_collapse_metrics(TensorLike(p.tolist()), TensorLike(t.tolist()), kl_reg=0.5)
+    assert got == compute_collapse_metrics(p, t, kl_reg=0.5)
+    with pytest.raises(InputError, match="rectangular"):
+        compute_collapse_metrics(TensorLike([[1.0, 2.0], [3.0]]), t[:2, :2], kl_reg=0.5)
+
+
+def test_a_logger_of_neither_shape_is_an_input_error_before_anything_is_recorded():
+    registry = MetricsRegistry()
+    monitor = CollapseMonitor(log_every_steps=1)
+    with pytest.raises(InputError, match="logger must offer emit") as info:
+        monitor.observe(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), kl_reg=0.0, step=1, logger=object(),
+                        registry=registry)
+    assert info.value.details["field"] == "logger"
+    assert monitor.initial_pairwise_pred_dist_mean is None and registry.snapshot() == {}
+
+
+# --- kl_reg without a gradient: recorded, marked not informative, never an alert ---------------------
+@pytest.mark.parametrize(
+    ("overrides", "informative"),
+    [
+        ({}, False),  # the default: KL on the frozen encoder's targets
+        ({"data.stream": "legacy"}, False),  # the stream switch does not change what the KL measures
+        ({"training.kl_source": "predictions"}, True),
+        ({"encoder.state_contract": "legacy_raw_v1"}, True),  # the reference's behaviour
+    ],
+)
+def test_kl_reg_is_informative_from_the_config(overrides, informative):
+    from geno_lewm_jax.config import load_config
+    from geno_lewm_jax.training import kl_reg_is_informative
+
+    assert kl_reg_is_informative(load_config(overrides=overrides)) is informative
+
+
+def test_uninformative_kl_reg_is_recorded_and_marked_but_never_alerts(tmp_path):
+    eye = np.eye(3, dtype=np.float32)
+    registry = MetricsRegistry()
+    log = EventLog(tmp_path / "train.log")
+    reference_style = RefStyleLogger()
+    monitor = CollapseMonitor(log_every_steps=1, kl_reg_informative=False)
+    checks = [monitor.observe(eye, eye, kl_reg=257.0, step=s, logger=lg, registry=registry)
+              for s, lg in ((1, log), (2, reference_style))]
+    log.close()
+    assert all(c.alerts == () and c.uninformative == ("kl_reg",) and c.metrics.kl_reg == 257.0 for c in checks)
+    assert "geno_lewm.training.collapse.alert" not in registry.snapshot()
+    records = [json.loads(line) for line in (tmp_path / "train.log").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["training.collapse.metrics"]
+    assert records[0]["kl_reg"] == 257.0 and records[0]["uninformative"] == ["kl_reg"]
+    kl = [dict(f) for level, _, f in reference_style.calls if dict(f)["name"].endswith(".kl_reg")]
+    assert kl == [{"step": 2, "name": "geno_lewm.training.collapse.kl_reg", "value": 257.0, "unit": "unitless",
+                   "kind": "gauge", "informative": False}]
+    assert all(level == "info" for level, _, _ in reference_style.calls)
+    # the other criteria still judge, and the default still alerts as the reference does
+    collapsed = np.ones((3, 3), np.float32)
+    assert [a.criterion for a in monitor.observe(collapsed, eye, kl_reg=257.0, step=3, registry=registry).alerts] == [
+        "pred_var_per_dim", "pairwise_pred_dist_mean"]
+    assert [a.criterion for a in CollapseMonitor(log_every_steps=1).observe(eye, eye, kl_reg=257.0, step=1).alerts] == ["kl_reg"]
+    with pytest.raises(InputError, match="kl_reg_informative"):
+        CollapseMonitor(kl_reg_informative="no")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
+from geno_lewm.config import config_to_dict, load_default
 from geno_lewm.config import load_config as ref_load_config
 from geno_lewm.training import run_fixture_training as ref_run
 
-from geno_lewm_jax.config import load_config
+from geno_lewm_jax.config import ConfigWarning, from_dict, load_config
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.training import (
     FIXTURE_CHECKPOINT_NAME,
@@ -126,3 +128,21 @@ def test_bad_steps_and_checkpoints_are_input_errors(tmp_path):
         with pytest.raises(InputError) as info:
             run_fixture_training(config=cfg, run_dir=tmp_path / "r", steps=9, resume_from=path, **META)
         assert str(path) == info.value.details["path"], name
+
+
+def test_the_reference_default_config_runs_the_fixture_like_the_reference(tmp_path):
+    """geno-lewm 0.2.1's load_default("train") (warmup beyond its 50 steps) runs here, passed as is or imported."""
+    reference = load_default("train")
+    want = ref_run(config=reference, run_dir=tmp_path / "ref", steps=6, **META)
+    with pytest.warns(ConfigWarning, match="warmup_steps=1000 >= training.max_steps=50"):
+        imported = from_dict(config_to_dict(reference))
+    with pytest.warns(ConfigWarning, match="warmup_steps=1000 >= training.max_steps=50"):
+        as_is = run_fixture_training(config=reference, run_dir=tmp_path / "as-is", steps=6, **META)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)  # an imported Config is not validated again
+        again = run_fixture_training(config=imported, run_dir=tmp_path / "imported", steps=6, **META)
+    for got in (as_is, again):
+        assert (got.final_loss, got.run_id) == (want.final_loss, "phase1-default")
+        assert got.log_path.read_text() == want.log_path.read_text()
+    with pytest.raises(InputError, match="config must be"):
+        run_fixture_training(config="train.yaml", run_dir=tmp_path / "bad", steps=6, **META)

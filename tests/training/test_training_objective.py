@@ -10,8 +10,9 @@ import torch
 from geno_lewm.predictor.losses import lejepa_kl_regularizer as ref_kl
 from geno_lewm.predictor.losses import predictor_loss as ref_predictor_loss
 
+from geno_lewm_jax import flags as flag_defs
 from geno_lewm_jax.config import load_config
-from geno_lewm_jax.errors import InputError
+from geno_lewm_jax.errors import InputError, InvalidConfigError
 from geno_lewm_jax.objective import (
     ObjectiveSettings,
     cosine_similarity,
@@ -19,6 +20,9 @@ from geno_lewm_jax.objective import (
     objective,
     prediction_loss,
     predictor_loss,
+    regularizer_key,
+    sigreg_directions,
+    sigreg_regularizer,
 )
 
 kl_jit = jax.jit(lejepa_kl_regularizer)
@@ -172,9 +176,116 @@ def test_settings_read_the_config_and_default_to_the_reference():
     np.testing.assert_allclose(float(out.loss), float(out.pred_loss) + 1.5 * float(out.kl_reg), rtol=1e-6)
 
 
+# --- SIGReg --------------------------------------------------------------------------------------
+def numpy_sigreg(states: np.ndarray, directions: np.ndarray, points: int, mask: np.ndarray | None = None) -> float:
+    """LeJEPA's Algorithm 1 in float64: complex ECF on the full grid [-3, 3], trapezoid rule, times N."""
+    x = states.reshape(-1, states.shape[-1]).astype(np.float64)
+    if mask is not None:
+        x = x[mask.reshape(-1)]
+    t = np.linspace(-3.0, 3.0, 2 * points - 1)  # the same spacing as points nodes on [0, 3]
+    gaussian_cf = np.exp(-0.5 * t**2)
+    ecf = np.exp(1j * (x @ directions.astype(np.float64))[:, :, None] * t).mean(axis=0)  # [P, T]
+    integrand = np.abs(ecf - gaussian_cf) ** 2 * gaussian_cf
+    return float(np.mean(np.trapezoid(integrand, t, axis=1) * len(x)))
+
+
+sigreg_jit = jax.jit(sigreg_regularizer, static_argnames="integration_points")
+
+
+@pytest.mark.parametrize("kind", ["normal", "unit", "raw"])
+def test_sigreg_matches_a_numpy_transcription_of_lejepa_algorithm_1(kind):
+    x = rows(7, 96, 24, kind)
+    directions = np.asarray(sigreg_directions(jax.random.key(3), 24, 40))
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=0), 1.0, rtol=1e-6)
+    for points in (17, 5):
+        ours = float(sigreg_jit(x, directions, integration_points=points))
+        np.testing.assert_allclose(ours, numpy_sigreg(x, directions, points), rtol=2e-5, atol=1e-6)
+
+
+def test_sigreg_counts_only_the_rows_of_its_mask_and_is_small_on_gaussian_rows():
+    pred, target, mask = ragged(5, 16, 4, 12)
+    directions = np.asarray(sigreg_directions(jax.random.key(0), 12, 32))
+    ours = float(sigreg_jit(target, directions, row_mask=mask))
+    np.testing.assert_allclose(ours, numpy_sigreg(target, directions, 17, mask), rtol=2e-5)
+    gaussian = rows(1, 1000, 12, "normal")
+    collapsed = 0.05 * gaussian + 1.0
+    assert float(sigreg_jit(gaussian, directions)) < 3.0 < 100.0 < float(sigreg_jit(collapsed, directions))
+
+
+def test_predictor_loss_weights_the_selected_regularizer_in_phase2():
+    pred, target, mask = ragged(21, 4, 3, 16)
+    directions = sigreg_directions(jax.random.key(9), 16, 8)
+
+    @jax.jit
+    def parts(p):
+        on_preds = dict(mask=mask, kl_source="predictions", directions=directions)
+        return {
+            "kl": predictor_loss(p, target, mask=mask, phase="phase2"),
+            "sigreg": predictor_loss(p, target, phase="phase2", regularizer="sigreg", gamma=2.0, **on_preds),
+            "phase1": predictor_loss(p, target, phase="phase1", regularizer="sigreg", **on_preds),
+            "none": predictor_loss(p, target, mask=mask, phase="phase2", regularizer="none"),
+            "grad": jax.grad(
+                lambda q: predictor_loss(q, target, phase="phase2", regularizer="sigreg", alpha=0.0, beta=0.0, **on_preds).loss
+            )(p),
+            "sigreg_alone": sigreg_regularizer(p, directions, row_mask=mask),
+            "kl_of_predictions": lejepa_kl_regularizer(p),
+        }
+
+    out = jax.device_get(parts(pred))
+    kl, sig, phase1, none = out["kl"], out["sigreg"], out["phase1"], out["none"]
+    assert kl.reg == kl.kl_reg  # the default is the reference's KL
+    np.testing.assert_allclose(sig.reg, out["sigreg_alone"], rtol=1e-6)
+    np.testing.assert_allclose(sig.loss, sig.pred_loss + 2.0 * sig.reg, rtol=1e-6)
+    np.testing.assert_allclose(sig.kl_reg, out["kl_of_predictions"], rtol=1e-5)  # the KL is still reported
+    assert phase1.loss == phase1.pred_loss and phase1.reg == sig.reg
+    assert none.loss == none.pred_loss and none.reg == 0.0 and np.isfinite(none.kl_reg)
+    grad = out["grad"]
+    assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0.0
+    assert np.abs(grad[~mask]).max() == 0.0  # padding rows are not SIGReg's samples
+
+
+def test_sigreg_directions_come_from_the_run_seed_and_the_step():
+    key = regularizer_key(271828, 7)
+    assert np.array_equal(jax.random.key_data(key), jax.random.key_data(jax.random.fold_in(jax.random.key(271828), 7)))
+    traced = jax.jit(lambda step: regularizer_key(271828, step))(jnp.int32(7))
+    assert np.array_equal(jax.random.key_data(traced), jax.random.key_data(key))
+    keys = {(seed, step): jax.random.key_data(regularizer_key(seed, step)).tobytes() for seed in (0, 2**32) for step in (1, 2)}
+    assert len(set(keys.values())) == len(keys)
+    settings = ObjectiveSettings(phase="phase2", regularizer="sigreg", kl_source="predictions", sigreg_projections=6)
+    pred, target, mask = ragged(3, 4, 2, 8)
+
+    @jax.jit
+    def both(k):
+        expected = sigreg_regularizer(pred, sigreg_directions(k, 8, 6), row_mask=mask)
+        return objective(pred, target, settings, mask=mask, key=k).reg, expected
+
+    ours, expected = both(key)
+    assert float(ours) == float(expected)
+
+
+def test_the_regularizer_settings_come_from_config_and_flags():
+    config = flag_defs.config_from_argv(
+        ["prog", "--regularizer=sigreg", "--sigreg_projections=64", "--sigreg_integration_points=9"]
+    )
+    s = ObjectiveSettings.from_config(config)
+    assert (s.regularizer, s.sigreg_projections, s.sigreg_integration_points) == ("sigreg", 64, 9)
+    assert ObjectiveSettings.from_config(load_config()).regularizer == "lejepa_kl"
+    for field, value in (("sigreg_projections", 0), ("sigreg_integration_points", 1), ("regularizer", "vicreg")):
+        with pytest.raises(InvalidConfigError) as info:
+            load_config(overrides={f"training.{field}": value})
+        assert info.value.details["field"] == f"training.{field}"
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [
+        (lambda p, t, m: predictor_loss(p, t, mask=m, regularizer="sigreg"), "field"),
+        (lambda p, t, m: predictor_loss(p, t, mask=m, regularizer="vicreg"), "field"),
+        (lambda p, t, m: objective(p, t, ObjectiveSettings(regularizer="sigreg"), mask=m), "field"),
+        (lambda p, t, m: ObjectiveSettings(sigreg_integration_points=1), "field"),
+        (lambda p, t, m: sigreg_regularizer(p, np.ones((7, 3), np.float32)), "field"),
+        (lambda p, t, m: sigreg_regularizer(p, np.ones((8, 3), np.float32), integration_points=1), "field"),
+        (lambda p, t, m: sigreg_regularizer(p[0, 0], np.ones((8, 3), np.float32)), "field"),
         (lambda p, t, m: predictor_loss(p, t[:, :1], mask=m), "prediction_shape"),
         (lambda p, t, m: predictor_loss(p, t, mask=m, phase="phase3"), "field"),
         (lambda p, t, m: predictor_loss(p, t, mask=m, alpha=-1.0), "field"),

@@ -185,7 +185,7 @@ def test_learning_rate_is_injected_readable_and_settable_in_jit():
 
 def test_optimizer_errors_name_the_problem():
     config = load_config(overrides=SMALL)
-    with pytest.raises(InputError, match="nothing to optimise"):
+    with pytest.raises(InputError, match="no trainable .* parameters found"):
         build_adamw_optimizer(config, {})
     sgd = types.SimpleNamespace(optimizer=types.SimpleNamespace(**{**vars(config.optimizer), "name": "sgd-momentum"}))
     with pytest.raises(InputError) as info:

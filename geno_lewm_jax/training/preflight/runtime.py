@@ -36,7 +36,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
-from geno_lewm_jax.training.preflight_report import AcceleratorProbe, DependencyProbe
+from geno_lewm_jax.training.preflight.report import AcceleratorProbe, DependencyProbe
 
 MIN_CUDA_VRAM_GB = 40.0
 REQUIRED_TRAINING_MODULES = (

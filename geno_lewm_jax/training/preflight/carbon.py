@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from geno_lewm_jax.training.preflight_report import FileHasher, IssueLog, is_positive_int, public_ref, stat_identity
+from geno_lewm_jax.training.preflight.report import FileHasher, IssueLog, is_positive_int, public_ref, stat_identity
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from geno_lewm_jax.training.preflight_report import (
+from geno_lewm_jax.training.preflight.report import (
     SCHEMA_VERSION,
     FileHasher,
     IssueLog,

@@ -1,4 +1,4 @@
-"""The training preflight: can this config train on this snapshot, Carbon dir and machine?
+"""The preflight gate: build the report from the probes, write it, and stop a run that is not ok.
 
 :func:`build_training_preflight_report` inspects, in this order, the dataset
 snapshot, the Carbon model directory, the config, the run directory, the
@@ -28,7 +28,7 @@ and issue codes. What differs, on purpose:
   ``num_hidden_layers``.
 * The accelerator probe asks JAX (and torch for ``cuda``); ``runtime.device=cpu``
   is a valid CPU run and ``auto`` takes what is there (see
-  :mod:`~geno_lewm_jax.training.preflight_runtime`). A ``cuda`` run that only
+  :mod:`~geno_lewm_jax.training.preflight.runtime`). A ``cuda`` run that only
   one framework can put on the GPU gets a warning
   (``training.cuda.jax_no_gpu`` / ``training.cuda.torch_no_gpu``).
 * Issue paths are public: a file path is relative to its probed directory's
@@ -60,10 +60,10 @@ from typing import Any, Callable, Literal, TextIO
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.errors import InputError, InvalidConfigError
 from geno_lewm_jax.run_dir import write_json
-from geno_lewm_jax.training.preflight_carbon import inspect_carbon_model_dir
-from geno_lewm_jax.training.preflight_config import inspect_training_config
-from geno_lewm_jax.training.preflight_dataset import inspect_dataset
-from geno_lewm_jax.training.preflight_report import (
+from geno_lewm_jax.training.preflight.carbon import inspect_carbon_model_dir
+from geno_lewm_jax.training.preflight.config import inspect_training_config
+from geno_lewm_jax.training.preflight.dataset import inspect_dataset
+from geno_lewm_jax.training.preflight.report import (
     GENERATED_BY,
     REPORT_NAME,
     SCHEMA_VERSION,
@@ -75,7 +75,7 @@ from geno_lewm_jax.training.preflight_report import (
     TrainingPreflightReport,
     public_ref,
 )
-from geno_lewm_jax.training.preflight_runtime import (
+from geno_lewm_jax.training.preflight.runtime import (
     MIN_CUDA_VRAM_GB,
     REQUIRED_TRAINING_MODULES,
     min_memory_bytes,
@@ -316,5 +316,6 @@ __all__ = [
     "TrainingPreflightRequest",
     "build_training_preflight_report",
     "run_training_preflight",
+    "save_report",
     "write_training_preflight_report",
 ]
