@@ -1,4 +1,4 @@
-"""A tiny random Carbon-shaped checkpoint for tests and the embedded default.
+"""A random Carbon-shaped checkpoint for tests, the embedded default and benchmarks.
 
 Real Carbon weights cannot be downloaded here, so tests run the real code
 path on a directory with Carbon's interfaces (Llama architecture, the full
@@ -6,6 +6,13 @@ path on a directory with Carbon's interfaces (Llama architecture, the full
 Weights come from numpy's seeded generator, not from a framework's
 initialiser, so the bytes are the same for a seed whatever the torch or
 transformers version.
+
+Two sizes: ``tiny`` (2 layers of width 64, float32: tests and the embedded
+default) and ``500m`` (Carbon-500M's shape in bf16, about 0.9 GB: benchmarks).
+Two kinds of 6-mer embeddings: ``random`` (the default, whose bytes tests pin)
+and ``compositional`` (built from the 6-mer's bases, see
+:func:`compositional_kmer_rows`), with which an edit's effect on a pooled
+state can be learned, as the embedded default needs.
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ class CarbonTrainingReport:
     wall_seconds: float
     first_step_seconds: float | None
     tuples_per_second: float | None
+    val_delta_r2: float | None = None  # the latest validation's skill over the no-change baseline
+    val_cos_skill: float | None = None
+    collapse_alert_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
@@ -362,6 +365,7 @@ def run_carbon_training(
     run_dir = Path(config.runtime.run_dir).expanduser()
     primary = jax.process_index() == 0
     res = _Resources()
+    display = ProgressDisplay(config.training.max_steps, stream=progress_stream, enabled=primary)
     try:
         if primary:
             require_packages(config)  # a missing tensorboardX or wandb stops the run before the long setup
@@ -370,6 +374,7 @@ def run_carbon_training(
         res.stop = _StopFlag().install()
         res.store = CheckpointStore(run_dir / CHECKPOINT_DIR, keep_latest=config.training.keep_checkpoints)
         latest_meta = _latest_meta(res.store, config, run_dir)
+        display.phase(f"reading the dataset snapshot {config.data.dataset_dir}")
         snapshot = load_snapshot(Path(config.data.dataset_dir).expanduser(), verify="sizes")
         train_stream = TupleStream.from_config(snapshot, config)
         seeds = TrainerSeeds.from_base_seed(config.seed)
@@ -379,9 +384,14 @@ def run_carbon_training(
         cursor = latest_meta["cursor"] if latest_meta else None
         upcoming = _buckets_in_order_of_need(train_stream, cursor, min(64, config.training.max_steps - done))
         res.trainer_future = _start_trainer(config, seeds, mesh, upcoming)
+        if encoder is None:
+            display.phase(f"loading Carbon from {config.encoder.model_dir} (the train step compiles meanwhile)")
         encoder = _load_encoder(config, encoder)
         encoding = _Encoding.open(config, encoder)
+        display.phase("initialising the predictor and the action encoder")
         trainer = res.trainer_future.result()
+        if latest_meta is not None:
+            display.phase(f"restoring the checkpoint of step {latest_meta['step']}")
         state, skipped = _resume(trainer, res.store, train_stream, config, run_dir)
         identity = run_identity(
             config,
@@ -397,6 +407,8 @@ def run_carbon_training(
         producer_timeline = PhaseTally(PRODUCER_PHASES)
         if hasattr(encoder, "timeline"):
             encoder.timeline = producer_timeline
+        if config.training.validation_batches > 0:
+            display.phase(f"encoding {config.training.validation_batches} validation batches")
         val_batch = _validation_batch(snapshot, config, encoding)
         res.producer = BatchProducer(
             train_stream,
@@ -411,7 +423,7 @@ def run_carbon_training(
             trainer=trainer,
             store=res.store,
             log=res.log,
-            display=ProgressDisplay(config.training.max_steps, stream=progress_stream, enabled=primary),
+            display=display,
             producer=res.producer,
             val_batch=val_batch,
             identity=identity,
@@ -421,6 +433,9 @@ def run_carbon_training(
             cache_counts=encoding.cache_counts if encoding.cache is not None else None,
         )
         loop = TrainingLoop(parts, state, started=started)
+        if upcoming:  # the first step would wait for this compile anyway; now the wait has a name
+            display.phase(f"compiling the train step for K={upcoming[0]}")
+            trainer.precompile(config.data.batch_size // jax.process_count(), upcoming[:1], wait=True)
         loop.run()
         res.store.wait()
         return _finish(loop, config, run_dir, identity, res, command=command, determinism=determinism, started=started)
@@ -438,7 +453,15 @@ def _finish(
     status = "completed" if state.step >= config.training.max_steps else ("signalled" if signal_name else "interrupted")
     if jax.process_index() == 0:
         _write_summaries(loop, config, run_dir, identity, status=status, stopped_by_signal=signal_name, **meta)
-    res.log.emit("train.end", steps_completed=state.step, status=status, wall_seconds=wall)
+    skill = state.latest_skill()
+    res.log.emit(
+        "train.end",
+        steps_completed=state.step,
+        status=status,
+        wall_seconds=wall,
+        collapse_alert_count=state.collapse_alert_count,
+        **skill,
+    )
     measured = loop.measured()
     return CarbonTrainingReport(
         run_id=config.run_id,
@@ -458,6 +481,8 @@ def _finish(
         wall_seconds=wall,
         first_step_seconds=measured["first_step_seconds"],
         tuples_per_second=measured["tuples_per_second"],
+        collapse_alert_count=state.collapse_alert_count,
+        **skill,
     )
 
 
