@@ -58,7 +58,10 @@ def run_ours(
             "wall_s": report.wall_seconds, "val_delta_r2": report.val_delta_r2, "val_cos_skill": report.val_cos_skill}
 
 
-def run_reference(model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int, batch: int) -> dict:
+def run_reference(
+    model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int, batch: int, overrides: dict | None = None
+) -> dict:
+    """``overrides``: whole top-level sections of the reference's config that replace these (bench/gpu.py's shapes)."""
     from geno_lewm.config.loader import load_config
     from geno_lewm.training import real
     from geno_lewm.training.trainer import TorchTrainer
@@ -71,6 +74,7 @@ def run_reference(model_dir: Path, dataset_dir: Path, run_dir: Path, steps: int,
         "optimizer": {"warmup_steps": 2},
         "data": {"batch_size": batch},
         "runtime": {"device": "cpu"},
+        **(overrides or {}),
     })
     ends: list[float] = []
     original = TorchTrainer.train_step
