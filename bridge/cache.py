@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geno_lewm_jax.errors import CacheCorruptError, InputError
+from geno_lewm_jax.errors import CacheCorruptError, CacheWriteError, InputError
 from bridge.contracts import CONTRACTS, NO_LOCUS
 
 FORMAT = "geno-lewm-jax/feature-cache"
@@ -281,7 +281,21 @@ class FeatureCache:
             os.fsync(fd)
 
     def put_many(self, keys: Sequence[CacheKey], vectors: Sequence[np.ndarray] | np.ndarray) -> int:
-        """Append the keys not already present; returns how many were written."""
+        """Append the keys not already present; returns how many were written.
+
+        A failed write (disk full...) raises CacheWriteError; the index entries are the
+        commit, so readers never see the part that was written and the next writer trims it.
+        """
+        try:
+            return self._put_many(keys, vectors)
+        except OSError as exc:
+            raise CacheWriteError(
+                f"cannot write the feature cache {self.root}: {exc.strerror or exc}",
+                details={"path": str(self.root), "errno": exc.errno},
+                remediation="Free space on the cache's file system or point --feature_cache_dir elsewhere, then rerun.",
+            ) from None
+
+    def _put_many(self, keys: Sequence[CacheKey], vectors: Sequence[np.ndarray] | np.ndarray) -> int:
         if len(keys) != len(vectors):
             raise InputError(f"put_many got {len(keys)} keys and {len(vectors)} vectors", details={"field": "vectors"})
         prepared = []

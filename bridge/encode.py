@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
     def body() -> int:
         fv = flags.FlagValues()
         define_flags(fv)
-        rest = flag_defs.parse_argv(fv, argv)
+        rest = flag_defs.parse_argv(fv, argv, usage=__doc__ or "")
         if len(rest) > 1:
             raise InvalidConfigError(f"unexpected positional arguments: {' '.join(rest[1:])}")
         config = flag_defs.config_from_flags(fv)

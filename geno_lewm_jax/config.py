@@ -34,6 +34,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from geno_lewm_jax.errors import (
     ConfigError,
+    ConfigFileNotFoundError,
     InvalidConfigError,
     MissingConfigError,
     UnknownTopLevelKeyError,
@@ -552,6 +553,10 @@ def _range_error(field: str, value: Any, rule: str) -> InvalidConfigError:
     )
 
 
+MAX_STEPS_LIMIT = 2**31 - 1
+"""The largest training horizon: optax's step count and the jitted schedule's step are int32."""
+
+
 def feature_cache_path(config: Config) -> Path | None:
     """Where the pooled-feature cache lives, or None when the run uses none."""
     if config.encoder.feature_cache_dir:
@@ -586,6 +591,12 @@ def validate(config: Config, *, explicit: Collection[str] = ()) -> Config:
     for name in _POSITIVE_INTS:
         if get_dotted(config, name) <= 0:
             raise _range_error(name, get_dotted(config, name), "it must be a positive integer")
+    if config.training.max_steps > MAX_STEPS_LIMIT:
+        raise _range_error(
+            "training.max_steps",
+            config.training.max_steps,
+            f"it must be at most {MAX_STEPS_LIMIT} (the optimizer's int32 step count)",
+        )
     for name in _NON_NEGATIVE_INTS:
         if get_dotted(config, name) < 0:
             raise _range_error(name, get_dotted(config, name), "it must be a non-negative integer")
@@ -647,7 +658,11 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     p = Path(path)
     if not p.is_file():
-        raise MissingConfigError(f"config file not found: {p}", details={"path": str(p), "field": "config_yaml"})
+        raise ConfigFileNotFoundError(
+            f"config file not found: {p}",
+            details={"path": str(p), "field": "config_yaml"},
+            remediation="Check the --config_yaml path.",
+        )
     try:
         payload = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -80,6 +80,12 @@ class UnknownTopLevelKeyError(InvalidConfigError):
     code = "CONFIG.UNKNOWN_TOP_LEVEL_KEY"
 
 
+class ConfigFileNotFoundError(MissingConfigError, InvalidConfigError):
+    """A config file named on the command line (``--config_yaml``, ``--flagfile``) does not exist."""
+
+    code = "CONFIG.FILE_NOT_FOUND"
+
+
 class InvalidEditError(InputError):
     code = "INPUT.INVALID_EDIT"
 
@@ -121,6 +127,12 @@ class CacheCorruptError(ResourceError):
     code = "RESOURCE.CACHE_CORRUPT"
 
 
+class CacheWriteError(ResourceError):
+    """The feature cache could not be written (disk full, read-only...); nothing partial became visible."""
+
+    code = "RESOURCE.CACHE_WRITE_FAILED"
+
+
 class DiskFullError(ResourceError):
     code = "RESOURCE.DISK_FULL"
 
@@ -155,6 +167,18 @@ class RunDirLockedError(ResourceError):
 
 class CheckpointCorruptError(ResourceError):
     code = "RESOURCE.CHECKPOINT_CORRUPT"
+
+
+class CheckpointSaveError(ResourceError):
+    """A checkpoint could not be written (disk full, read-only or vanished directory...); it was not committed."""
+
+    code = "RESOURCE.CHECKPOINT_SAVE_FAILED"
+
+
+class EventLogWriteError(ResourceError):
+    """The run's event log (``train.log``) could not be written."""
+
+    code = "RESOURCE.EVENT_LOG_WRITE_FAILED"
 
 
 # --- training (exit 5) ------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from geno_lewm_jax.errors import EventLogWriteError
 from geno_lewm_jax.run_dir import _strictify
 
 LOG_NAME = "train.log"
@@ -25,27 +26,66 @@ def utc_now() -> str:
 
 
 class EventLog:
-    """Append-only JSONL writer, flushed per line so a killed run keeps every event it wrote."""
+    """Append-only JSONL writer, flushed per line so a killed run keeps every event it wrote.
+
+    A write that fails (disk full, file system gone read-only) raises EventLogWriteError
+    naming the file, once; the log is closed and later events are dropped, so the run's
+    own error is what the user sees. A torn last line (a crash mid-write) is ended before
+    the next run appends, so every later line parses.
+    """
 
     def __init__(self, path: str | Path, *, enabled: bool = True) -> None:
         self.path = Path(path)
         self.enabled = enabled
         self._handle: TextIO | None = None
         if enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                self._end_torn_line()
+            except OSError as exc:
+                self._discard()
+                raise self._error(exc) from None
+
+    def _end_torn_line(self) -> None:
+        assert self._handle is not None
+        size = self._handle.seek(0, 2)
+        if size:
+            with open(self.path, "rb") as reader:
+                reader.seek(size - 1)
+                if reader.read(1) != b"\n":
+                    self._handle.write("\n")
+                    self._handle.flush()
 
     def emit(self, event: str, **fields: Any) -> None:
         if self._handle is None:
             return
         record = {"event": event, "ts": utc_now(), **_strictify(fields)}
-        self._handle.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            self._discard()
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> EventLogWriteError:
+        return EventLogWriteError(
+            f"cannot write the event log {self.path}: {exc.strerror or exc}",
+            details={"path": str(self.path), "errno": exc.errno},
+            remediation="Free space or fix permissions in the run directory, then rerun the same command to resume.",
+        )
+
+    def _discard(self) -> None:
+        """Drop the handle without flushing again (its buffer is what failed to write)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError:
+                pass
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        self._discard()
 
 
 class ProgressDisplay:

@@ -13,6 +13,7 @@ flags given on the command line or in a flagfile.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from absl import flags
@@ -111,8 +112,43 @@ def config_from_argv(argv: Sequence[str]) -> cfg.Config:
     return config_from_flags(fv)
 
 
-def parse_argv(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
-    """``fv(argv)`` with absl's parse errors turned into one-line typed errors."""
+HELP_FLAGS = {"h": "short", "?": "short", "help": "short", "helpshort": "short", "helpfull": "full"}
+
+
+def help_request(argv: Sequence[str]) -> str | None:
+    """"short" or "full" when ``argv`` asks for flag help (``-h``, ``--help``, ``--helpshort``, ``--helpfull``)."""
+    for arg in list(argv)[1:]:
+        if arg == "--":
+            break
+        if arg.startswith("-") and arg.lstrip("-") in HELP_FLAGS:
+            return HELP_FLAGS[arg.lstrip("-")]
+    return None
+
+
+def help_text(fv: flags.FlagValues, kind: str, usage: str = "") -> str:
+    """The usage line(s) and the flags: this project's (short), or every flag absl knows (full)."""
+    if kind == "full":
+        listing = fv.get_help()
+    else:
+        ours = sorted(m for m in fv.flags_by_module_dict() if not m.startswith("absl"))
+        # A module run with ``python -m`` registers its flags under its file path: show the file name.
+        listing = "\n".join(fv.module_help(m).replace(f"{m}:", f"{Path(m).name}:", 1) for m in ours)
+        listing += "\n\n(--helpfull also lists absl's own flags, --flagfile among them.)"
+    return f"{usage.strip()}\n\nflags:\n{listing.strip(chr(10))}\n" if usage.strip() else listing + "\n"
+
+
+def parse_argv(fv: flags.FlagValues, argv: Sequence[str], *, usage: str = "") -> list[str]:
+    """``fv(argv)`` with absl's parse errors turned into one-line typed errors.
+
+    A help flag prints the help to stdout and raises :class:`~geno_lewm_jax.cli.HelpRequested`
+    (the entry point then exits 0) before anything is parsed.
+    """
+    kind = help_request(argv)
+    if kind is not None:
+        from geno_lewm_jax.cli import HelpRequested
+
+        print(help_text(fv, kind, usage), end="")
+        raise HelpRequested(kind)
     try:
         return fv(list(argv))
     except flags.Error as exc:

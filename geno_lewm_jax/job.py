@@ -45,20 +45,55 @@ def expand_paths(config: cfg.Config) -> cfg.Config:
     return config.replace(updates) if updates else config
 
 
+BOOTSTRAP_ROOT = "~/.cache/geno_lewm_jax"
+STANDIN_MODEL_NAME = "standin-carbon"
+SYNTHETIC_DATASET_NAME = "synthetic-snapshot"
+
+
 def bootstrap_inputs(config: cfg.Config) -> None:
-    """Create the stand-in Carbon and the synthetic snapshot where the config points, if missing."""
-    model_dir = Path(config.encoder.model_dir)
-    if config.encoder.model_dir and not (model_dir / "config.json").exists():
-        from bridge import write_standin
+    """Create the stand-in Carbon and the synthetic snapshot where the config points, if missing.
 
-        print(f"creating the stand-in Carbon checkpoint in {model_dir}")
-        write_standin(model_dir, seed=0, embeddings=config.runtime.standin_embeddings)
-    dataset_dir = Path(config.data.dataset_dir)
-    if config.data.dataset_dir and not (dataset_dir / "dataset_manifest.json").exists():
-        from geno_lewm_jax.data import make_synthetic_snapshot
+    Only where the embedded default (``configs/tiny.flags``) keeps them: under
+    ``~/.cache/geno_lewm_jax``, or in a directory with the name it uses there.
+    Anywhere else a missing directory is most likely a mistyped path to real
+    inputs, so it is an InputError naming the field, not a silent random model.
+    Each creation prints a warning naming the path.
+    """
+    targets = (
+        ("encoder.model_dir", "config.json", STANDIN_MODEL_NAME, "a RANDOM stand-in Carbon checkpoint (not a trained model)"),
+        ("data.dataset_dir", "dataset_manifest.json", SYNTHETIC_DATASET_NAME, "a SYNTHETIC dataset snapshot (not real data)"),
+    )
+    missing = []
+    for field, marker, name, what in targets:
+        value = cfg.get_dotted(config, field)
+        if value and not (Path(value) / marker).exists():
+            _check_bootstrap_target(field, Path(value), name)
+            missing.append((field, Path(value), what))
+    for field, path, what in missing:
+        print(f"warning: --bootstrap_missing: creating {what} in {path} ({field})", file=sys.stderr)
+        if field == "encoder.model_dir":
+            from bridge import write_standin
 
-        print(f"creating the synthetic dataset snapshot in {dataset_dir}")
-        make_synthetic_snapshot(dataset_dir, seed=0)
+            write_standin(path, seed=0, embeddings=config.runtime.standin_embeddings)
+        else:
+            from geno_lewm_jax.data import make_synthetic_snapshot
+
+            make_synthetic_snapshot(path, seed=0)
+
+
+def _check_bootstrap_target(field: str, path: Path, standin_name: str) -> None:
+    root = Path(BOOTSTRAP_ROOT).expanduser().absolute()
+    inside = path.expanduser().absolute().is_relative_to(root)
+    if not inside and path.name != standin_name:
+        from geno_lewm_jax.errors import InputError
+
+        flag = field.rsplit(".", 1)[-1]
+        raise InputError(
+            f"{field}={path} does not exist; --bootstrap_missing creates stand-ins only under {root}"
+            f" or in a directory named {standin_name!r}",
+            details={"field": field, "path": str(path)},
+            remediation=f"Check the --{flag} path, or pass --nobootstrap_missing to use only existing inputs.",
+        )
 
 
 def start_processes(config: cfg.Config) -> cfg.Config:

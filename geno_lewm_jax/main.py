@@ -25,7 +25,7 @@ flag_defs.define_flags(FLAGS)
 
 def main(argv: list[str]) -> int:
     def body() -> int:
-        rest = flag_defs.parse_argv(FLAGS, argv)
+        rest = flag_defs.parse_argv(FLAGS, argv, usage=__doc__ or "")
         if len(rest) > 1:
             from geno_lewm_jax.errors import InvalidConfigError
 
@@ -38,5 +38,13 @@ def main(argv: list[str]) -> int:
     return run_cli(body)
 
 
+def _start_work_left() -> bool:
+    carbon = sys.modules.get("geno_lewm_jax.training.carbon")
+    return carbon is not None and carbon.unfinished_start_work()
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    from geno_lewm_jax.cli import exit_process
+
+    code = main(sys.argv)
+    exit_process(code, abandon_threads=_start_work_left())

@@ -71,29 +71,49 @@ def public_path(path: str | Path, *, root: str | Path | None = None) -> str:
 
 
 class RunDirLock:
-    """An exclusive, process-lifetime lock on a run directory (released by the OS on any exit)."""
+    """An exclusive lock on a run directory, held by an flock on ``.lock`` (the OS drops it on any exit).
+
+    Release removes ``.lock`` again, so a finished or failed run leaves no trace of it. A
+    process that opened the file just before it was removed would lock a dead inode, so
+    acquire retries until the locked file is the one at the path.
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self._handle: Any = None
 
+    @property
+    def path(self) -> Path:
+        return self.run_dir / LOCK_NAME
+
     def acquire(self) -> "RunDirLock":
         ensure_writable(self.run_dir)
-        handle = open(self.run_dir / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process lifetime
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise RunDirLockedError(
-                f"run directory {self.run_dir} is in use by another process",
-                details={"path": str(self.run_dir)},
-                remediation="Wait for the other run to finish, or use a different --run_dir.",
-            ) from None
-        self._handle = handle  # the file's content is never written: a refused run changes nothing
-        return self
+        while True:
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise RunDirLockedError(
+                    f"run directory {self.run_dir} is in use by another process",
+                    details={"path": str(self.run_dir)},
+                    remediation="Wait for the other run to finish, or use a different --run_dir.",
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._handle = handle  # the file's content is never written: a refused run changes nothing
+                return self
+            handle.close()  # the holder removed it between our open and our lock: try the new file
 
     def release(self) -> None:
         if self._handle is not None:
+            try:
+                self.path.unlink(missing_ok=True)  # while still locked, so no one else holds this inode
+            except OSError:
+                pass
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

@@ -63,5 +63,6 @@ def test_bad_yaml_exits_2_with_one_line(tmp_path, text, field):
 
 
 def test_missing_yaml_names_the_file(tmp_path):
+    """A config file that does not exist is a caller error: exit 2, like every other config mistake."""
     proc = run_main(f"--config_yaml={tmp_path / 'nope.yaml'}")
-    assert proc.returncode == 3 and "nope.yaml" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "error[CONFIG.FILE_NOT_FOUND]" in proc.stderr and "nope.yaml" in proc.stderr and "Traceback" not in proc.stderr

@@ -35,8 +35,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +143,8 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
     begins first (on the trainer's compile thread); the random initialisation
     (itself a few dozen small compiles) and loading Carbon overlap it.
     """
-    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="trainer-build")
-    predictor = pool.submit(build_predictor, config, seed=seeds.predictor)
-    action_encoder = pool.submit(build_action_encoder, config, seed=seeds.predictor + 1)
+    predictor = _in_daemon_thread(lambda: build_predictor(config, seed=seeds.predictor))
+    action_encoder = _in_daemon_thread(lambda: build_action_encoder(config, seed=seeds.predictor + 1))
 
     def build() -> Trainer:
         shapes = (
@@ -157,9 +156,49 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
         trainer.initialize(predictor.result(), action_encoder.result())
         return trainer
 
-    future = pool.submit(build)
-    pool.shutdown(wait=False)
+    return _in_daemon_thread(build)
+
+
+START_THREAD_NAMES = ("job-start", "step-compiler", "update-compiler")
+
+
+def unfinished_start_work() -> bool:
+    """Whether a start-up thread (the compile, the Carbon load) is still running, e.g. after a SIGTERM.
+
+    Such a thread is inside XLA or torch: the interpreter's shutdown would kill it mid-call
+    (and C++ aborts on that), so the entry point then exits without the shutdown.
+    """
+    return any(t.is_alive() and t.name in START_THREAD_NAMES for t in threading.enumerate())
+
+
+def _in_daemon_thread(fn: Callable[[], Any], name: str = "job-start") -> Future:
+    """Run ``fn`` on a daemon thread: a run stopped by a signal mid-compile exits without waiting for XLA."""
+    future: Future = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def _unless_stopped(future: Future, stop: _StopFlag) -> Any:
+    """``future``'s result, or None as soon as a stop signal arrives while it is still running.
+
+    The start's long parts (the step's compile, importing torch and loading Carbon) run on
+    daemon threads, so a SIGTERM during them ends the process in well under a scheduler's
+    grace period instead of after them.
+    """
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except TimeoutError:
+            if stop.signal_name is not None:
+                return None
 
 
 @dataclasses.dataclass
@@ -181,10 +220,7 @@ class _Resources:
             if future is not None and future.done() and future.exception() is None:
                 future.result().close()  # drop queued compiles, let the running one finish before exit
             if self.store is not None:
-                try:
-                    self.store.wait()
-                finally:
-                    self.store.close()
+                self.store.close()  # a failed save was raised by the loop's save/wait already
         finally:
             if self.log is not None:
                 self.log.close()
@@ -194,19 +230,26 @@ class _Resources:
                 self.lock.release()
 
 
-def _latest_meta(store: CheckpointStore, config: cfg.Config, run_dir: Path) -> dict[str, Any] | None:
-    """The newest checkpoint's meta, checked resumable; None for a fresh run (refused under --resume)."""
-    latest = store.latest_step()
-    meta = store.read_meta(latest) if latest is not None else None
-    if meta is not None:
-        check_resumable(meta, config, run_dir)
-    elif config.runtime.resume:
+def _warn_unreadable(step: int, reason: str) -> None:
+    print(f"warning: checkpoint at step {step} is unreadable and was moved aside ({reason})", file=sys.stderr)
+
+
+def _latest_meta(store: CheckpointStore, config: cfg.Config, run_dir: Path) -> tuple[dict[str, Any] | None, tuple]:
+    """The newest readable checkpoint's meta, checked resumable, and the unreadable newer ones moved aside.
+
+    (None, ()) for a fresh run (refused under --resume); CheckpointCorruptError when none reads.
+    """
+    found = store.latest_readable_meta(on_skip=_warn_unreadable)
+    if found is not None:
+        check_resumable(found.meta, config, run_dir)
+        return found.meta, found.skipped
+    if config.runtime.resume:
         raise InputError(
             f"--resume was given but {run_dir / CHECKPOINT_DIR} holds no checkpoint",
             details={"field": "runtime.resume", "path": str(run_dir)},
             remediation="Drop --resume to start a fresh run.",
         )
-    return meta
+    return None, ()
 
 
 def _load_encoder(config: cfg.Config, encoder: StateEncoder | None) -> StateEncoder:
@@ -272,7 +315,7 @@ def _resume(trainer: Trainer, store: CheckpointStore, stream: Any, config: cfg.C
     if store.latest_step() is None:
         return RunState(cursor=stream.cursor()), ()
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), trainer.state)
-    restored = store.restore_latest(abstract)
+    restored = store.restore_latest(abstract, on_skip=_warn_unreadable)
     assert restored is not None
     check_resumable(restored.meta, config, run_dir)
     trainer.restore_state(restored.state)
@@ -294,9 +337,8 @@ def _write_inputs_record(config: cfg.Config, run_dir: Path, snapshot: Any, prefl
 
 
 def _announce(log: MetricsFanout, config: cfg.Config, state: RunState, skipped: tuple, identity: dict[str, Any]) -> None:
-    for bad_step, reason in skipped:
+    for bad_step, reason in skipped:  # each was announced on stderr when it was moved aside
         log.emit("train.checkpoint_corrupt", step=bad_step, reason=reason)
-        print(f"warning: checkpoint at step {bad_step} is unreadable and was moved aside ({reason})", file=sys.stderr)
     if state.step:
         log.emit("train.resume", run_id=config.run_id, resumed_from_step=state.step, target_steps=config.training.max_steps)
         return
@@ -373,7 +415,7 @@ def run_carbon_training(
         res.lock = RunDirLock(run_dir).acquire() if primary else None
         res.stop = _StopFlag().install()
         res.store = CheckpointStore(run_dir / CHECKPOINT_DIR, keep_latest=config.training.keep_checkpoints)
-        latest_meta = _latest_meta(res.store, config, run_dir)
+        latest_meta, unreadable = _latest_meta(res.store, config, run_dir)
         display.phase(f"reading the dataset snapshot {config.data.dataset_dir}")
         snapshot = load_snapshot(Path(config.data.dataset_dir).expanduser(), verify="sizes")
         train_stream = TupleStream.from_config(snapshot, config)
@@ -384,15 +426,22 @@ def run_carbon_training(
         cursor = latest_meta["cursor"] if latest_meta else None
         upcoming = _buckets_in_order_of_need(train_stream, cursor, min(64, config.training.max_steps - done))
         res.trainer_future = _start_trainer(config, seeds, mesh, upcoming)
-        if encoder is None:
+        given = encoder
+        if given is None:
             display.phase(f"loading Carbon from {config.encoder.model_dir} (the train step compiles meanwhile)")
-        encoder = _load_encoder(config, encoder)
+        encoder = _unless_stopped(_in_daemon_thread(lambda: _load_encoder(config, given)), res.stop)
+        if encoder is not None:
+            display.phase("initialising the predictor and the action encoder")
+        trainer = _unless_stopped(res.trainer_future, res.stop) if encoder is not None else None
+        if trainer is None:
+            return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         encoding = _Encoding.open(config, encoder)
-        display.phase("initialising the predictor and the action encoder")
-        trainer = res.trainer_future.result()
         if latest_meta is not None:
             display.phase(f"restoring the checkpoint of step {latest_meta['step']}")
         state, skipped = _resume(trainer, res.store, train_stream, config, run_dir)
+        skipped = unreadable + skipped
+        if res.stop.signal_name is not None:
+            return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         identity = run_identity(
             config,
             snapshot_id=snapshot.snapshot_id,
@@ -433,14 +482,53 @@ def run_carbon_training(
             cache_counts=encoding.cache_counts if encoding.cache is not None else None,
         )
         loop = TrainingLoop(parts, state, started=started)
-        if upcoming:  # the first step would wait for this compile anyway; now the wait has a name
-            display.phase(f"compiling the train step for K={upcoming[0]}")
-            trainer.precompile(config.data.batch_size // jax.process_count(), upcoming[:1], wait=True)
+        if not _first_compile_done(trainer, config, upcoming, display, res.stop):
+            return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         loop.run()
         res.store.wait()
         return _finish(loop, config, run_dir, identity, res, command=command, determinism=determinism, started=started)
     finally:
         res.close()
+
+
+def _first_compile_done(
+    trainer: Trainer, config: cfg.Config, upcoming: list[int], display: ProgressDisplay, stop: _StopFlag
+) -> bool:
+    """Wait, under a named start-up phase, for the first step's program (which that step would wait for
+    anyway); False if a stop signal came first."""
+    if upcoming:
+        display.phase(f"compiling the train step for K={upcoming[0]}")
+        rows = config.data.batch_size // jax.process_count()
+        _unless_stopped(_in_daemon_thread(lambda: trainer.precompile(rows, upcoming[:1], wait=True)), stop)
+    return stop.signal_name is None
+
+
+def _stopped_before_training(
+    config: cfg.Config, run_dir: Path, snapshot_id: str, latest_meta: dict[str, Any] | None, res: _Resources, started: float
+) -> CarbonTrainingReport:
+    """A signal arrived before the first step: nothing new to save, so nothing is written."""
+    done = int(latest_meta["step"]) if latest_meta else 0
+    signal_name = res.stop.signal_name if res.stop is not None else None
+    print(f"stopped by {signal_name} before the first step; nothing was saved", file=sys.stderr)
+    return CarbonTrainingReport(
+        run_id=config.run_id,
+        run_dir=run_dir.absolute(),
+        dataset_snapshot_id=snapshot_id,
+        steps_requested=config.training.max_steps,
+        steps_completed=done,
+        resumed_from_step=done,
+        sample_count=int(latest_meta.get("sample_count", 0)) if latest_meta else 0,
+        final_loss=None,
+        stopped_by_signal=signal_name,
+        checkpoint_dir=run_dir / CHECKPOINT_DIR,
+        metrics_path=run_dir / METRICS_NAME,
+        log_path=run_dir / LOG_NAME,
+        config_path=run_dir / CONFIG_NAME,
+        training_metadata_path=run_dir / RUN_NAME,
+        wall_seconds=time.monotonic() - started,
+        first_step_seconds=None,
+        tuples_per_second=None,
+    )
 
 
 def _finish(
@@ -486,4 +574,4 @@ def _finish(
     )
 
 
-__all__ = ["CarbonTrainingReport", "RESUME_FREE_FIELDS", "run_carbon_training"]
+__all__ = ["CarbonTrainingReport", "RESUME_FREE_FIELDS", "run_carbon_training", "unfinished_start_work"]

@@ -166,8 +166,9 @@ class TrainingLoop:
         self._flush()
         self.parts.display.finish()
         self._record_baseline()
-        if self.parts.stop.signal_name is not None and self.parts.store.latest_step() != self.state.step:
-            self._save(None)
+        stopped = self.parts.stop.signal_name is not None
+        if stopped and self.state.step > self.resumed_from and self.parts.store.latest_step() != self.state.step:
+            self._save(None)  # a signal with no new step has nothing new to save
         return self.state
 
     def _dispatch(self, produced: ProducedBatch) -> None:
@@ -198,6 +199,7 @@ class TrainingLoop:
         )
         if not (log_now or validate_now or save_now):
             return
+        self.parts.store.check()  # a background save that failed stops the run here (CheckpointSaveError)
         self._flush()
         if self.first_step_seconds is None:
             self.first_step_seconds = time.monotonic() - self.started
@@ -302,9 +304,12 @@ class TrainingLoop:
         with self.timeline.phase("checkpoint"):
             meta = {**self.parts.identity, **self.state.to_meta()}
             store = self.parts.store
-            store.save(self.state.step, self.trainer.state, meta, validation_loss=val_loss)
-            path = public_path(store.directory / str(self.state.step), root=self.parts.run_dir)
-            self.parts.log.emit("train.checkpoint", step=self.state.step, path=path)
+
+            def committed(step: int) -> None:  # logged only once durable: a failed save is never reported
+                path = public_path(store.directory / str(step), root=self.parts.run_dir)
+                self.parts.log.emit("train.checkpoint", step=step, path=path)
+
+            store.save(self.state.step, self.trainer.state, meta, validation_loss=val_loss, on_commit=committed)
 
     # --- profiling ----------------------------------------------------------------------------
     def _start_profile(self, step: int) -> None:

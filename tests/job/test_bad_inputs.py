@@ -114,7 +114,9 @@ def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, 
             return self.encode_batch(sequences, loci)
 
     checkpoints_before = tree_digest(run_dir / "checkpoints")
-    others_before = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(("checkpoints/", "train.log"))}
+    # what a failing run may add to: the event log and its TensorBoard curves
+    appended = ("checkpoints/", "train.log", "tb/")
+    others_before = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(appended)}
     log_before = (run_dir / "train.log").read_text()
     code = run_cli(lambda: run_carbon_training(config, encoder=PoisonedCarbon(), devices=one_device))
     err = capsys.readouterr().err
@@ -122,6 +124,6 @@ def test_nan_in_features_raises_with_the_step_and_keeps_checkpoints(job_inputs, 
     typed = [line for line in err.splitlines() if line.startswith("error[")]
     assert len(typed) == 1 and typed[0].startswith("error[TRAINING.NAN_LOSS]") and "step 6" in typed[0], err
     assert tree_digest(run_dir / "checkpoints") == checkpoints_before  # the last good checkpoint (step 4) is intact
-    others_after = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(("checkpoints/", "train.log"))}
+    others_after = {k: v for k, v in tree_digest(run_dir).items() if not k.startswith(appended)}
     assert others_after == others_before
     assert (run_dir / "train.log").read_text().startswith(log_before)  # the event log only grew

@@ -3,7 +3,7 @@
 ``gate`` builds, writes and enforces the report (see its docstring for what
 differs from geno-lewm 0.2.1); ``report`` holds the report's value types and
 the helpers the probes share; ``dataset``, ``carbon``, ``config`` and
-``runtime`` are the probes. The public names stay importable from here, where
+``runtime`` are the probes, ``memory`` the batch-memory estimate. The public names stay importable from here, where
 the main job and the seed's users import them.
 """
 

@@ -42,6 +42,10 @@ and issue codes. What differs, on purpose:
 * The run-dir probe is read-only: it creates nothing (the reference made the
   directory) and reports ``run_dir.not_writable`` instead of raising; the
   section gains ``writable``. Only the write functions create files.
+* A batch whose estimated memory exceeds what the host (or, on a GPU, one
+  device) has is ``training_config.data.batch_size_too_large`` (see
+  :mod:`~geno_lewm_jax.training.preflight.memory`), so it is refused before
+  the stream materialises it.
 * ``min_accelerator_memory_gb`` (GiB, like the reference's ``min_cuda_vram_gb``)
   may be 0 for no minimum; a negative or non-numeric value is an
   ``InputError`` instead of a silent fallback to 40.
@@ -63,6 +67,7 @@ from geno_lewm_jax.run_dir import write_json
 from geno_lewm_jax.training.preflight.carbon import inspect_carbon_model_dir
 from geno_lewm_jax.training.preflight.config import inspect_training_config
 from geno_lewm_jax.training.preflight.dataset import inspect_dataset
+from geno_lewm_jax.training.preflight.memory import inspect_batch_memory
 from geno_lewm_jax.training.preflight.report import (
     GENERATED_BY,
     REPORT_NAME,
@@ -181,6 +186,7 @@ def build_training_preflight_report(
         (dependency_probe or probe_dependency)(name, request.require_native_runtime) for name in REQUIRED_TRAINING_MODULES
     )
     _accelerator_issues(accelerator, log)
+    inspect_batch_memory(request.config, request.dataset_dir, accelerator, log)
     for probe in dependencies:
         if probe.required and not probe.available:
             log.error("training.dependency_unavailable", probe.import_name, probe.reason)
@@ -253,8 +259,9 @@ def run_training_preflight(
     if not report.ok:
         # A failed preflight leaves the run dir exactly as it was: the issues are on stderr.
         codes = [issue.code for issue in report.errors]
+        named = ", ".join(f"{issue.code} ({issue.path})" for issue in report.errors)
         raise InputError(
-            f"training preflight failed with {len(codes)} error(s): {', '.join(codes)}",
+            f"training preflight failed with {len(codes)} error(s): {named}",
             details={"codes": codes},
             remediation="Fix the preflight issues printed above, then start the run again.",
         )
