@@ -147,6 +147,7 @@ def run_ours(spec: JobSpec, sizes: Sizes, root: Path, counter: CompileCacheCount
         **steady_state(run_dir / "train.log", spec.batch),
         "report_tuples_per_s": report.tuples_per_second, "first_step_s": report.first_step_seconds,
         "wall_s": round(time.monotonic() - started, 2), "compile_cache": counter.take(),
+        "val_delta_r2": report.val_delta_r2, "val_cos_skill": report.val_cos_skill,  # skill over the no-change baseline
     }
 
 

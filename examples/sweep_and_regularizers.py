@@ -29,9 +29,12 @@ sys.path.insert(0, str(REPO))
 
 SWEEP = "seed:0,1,2,3"
 REGULARIZERS = ("lejepa_kl", "sigreg", "none")
-# The columns of both tables: final training loss, validation (with any skill figure the
-# validation rows carry) and the collapse diagnostics of the last validation.
-COLUMNS = ("train_loss", "val_loss", "val_pred_loss", "best_val_loss", "pred_var_per_dim", "pairwise_pred_dist_mean", "pred_target_corr")
+# The columns of both tables: final training loss, then the last validation's losses, skill over
+# the no-change baseline (delta_r2 > 0 beats predicting "nothing changed") and collapse diagnostics.
+COLUMNS = (
+    "train_loss", "val_loss", "val_pred_loss", "best_val_loss", "val_delta_r2", "val_cos_skill",
+    "pred_var_per_dim", "pairwise_pred_dist_mean", "pred_target_corr",
+)
 
 
 def train(flags: list[str]) -> dict[str, Any]:
@@ -61,8 +64,7 @@ def run_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(title: str, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
-    skill = sorted({k for row in rows for k in row if "skill" in k})
-    columns = [*keys, *COLUMNS, *skill]
+    columns = [*keys, *COLUMNS]
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print(f"\n{title}")

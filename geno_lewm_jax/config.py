@@ -222,6 +222,11 @@ class RuntimeConfig:
     num_processes: int = _f(1, "Processes in a multi-host run.")
     process_id: int = _f(0, "This process's index in a multi-host run.")
     bootstrap_missing: bool = _f(False, "Create the stand-in Carbon and synthetic snapshot when missing (embedded default).")
+    standin_embeddings: Literal["random", "compositional"] = _f(
+        "random",
+        "6-mer embeddings of the stand-in Carbon that bootstrap_missing creates: random, or compositional"
+        " (built from the 6-mer's bases, so an edit's effect on a state has structure a predictor can learn).",
+    )
     compilation_cache_dir: str = _f(
         "~/.cache/geno_lewm_jax/xla", "Persistent XLA compilation cache (reused across runs); empty disables it."
     )

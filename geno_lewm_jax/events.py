@@ -1,4 +1,4 @@
-"""``train.log``: the run's JSONL event log, and the live progress display.
+"""``train.log``: the run's JSONL event log, and what the terminal shows of a run.
 
 Events (one JSON object per line, keys sorted, strict JSON): ``train.start``,
 ``train.resume``, ``train.progress``, ``training.collapse.metrics``,
@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from geno_lewm_jax.errors import EventLogWriteError
 from geno_lewm_jax.run_dir import _strictify
@@ -89,15 +89,56 @@ class EventLog:
 
 
 class ProgressDisplay:
-    """One live status line on a TTY; plain periodic lines otherwise."""
+    """What a person watching the terminal sees: start-up phases, a status line, alerts.
 
-    def __init__(self, total_steps: int, *, stream: TextIO | None = None, enabled: bool = True) -> None:
+    * :meth:`phase`: one line per start-up phase before the first step
+      (``loading Carbon...``), so the time before step 1 is not silent;
+    * :meth:`update`: the status line (live on a TTY, one line per call
+      otherwise) with the step, losses, throughput, the latest skill over the
+      no-change baseline (:meth:`note_skill`) and an ETA from the step rate
+      since the first update (which leaves the compile out);
+    * :meth:`alert`: one line that stays on screen (a collapse alert).
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        *,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total = total_steps
         self.stream = stream or sys.stdout
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.skill: float | None = None
+        self._clock = clock
         self._last_len = 0
-        self._started = time.monotonic()
+        self._rate_origin: tuple[int, float] | None = None
+
+    def phase(self, text: str) -> None:
+        """A start-up phase line: ``text...``."""
+        self._line(f"{text}...")
+
+    def alert(self, text: str) -> None:
+        """One line that stays above the status line."""
+        self._line(f"ALERT {text}")
+
+    def note_skill(self, delta_r2: float | None) -> None:
+        """The latest validation's ``val_delta_r2``, shown on the status line from now on."""
+        self.skill = delta_r2
+
+    def eta_seconds(self, step: int) -> float | None:
+        """Seconds left at the step rate since the first update (None until two updates apart)."""
+        now = self._clock()
+        if self._rate_origin is None:
+            self._rate_origin = (step, now)
+            return None
+        first_step, first_time = self._rate_origin
+        if step <= first_step or now <= first_time:
+            return None
+        return (self.total - step) * (now - first_time) / (step - first_step)
 
     def update(self, step: int, fields: dict[str, Any], *, force_line: bool = False) -> None:
         if not self.enabled:
@@ -107,6 +148,11 @@ class ProgressDisplay:
             value = fields.get(key)
             if isinstance(value, (int, float)):
                 parts.append(f"{key} {value:.4g}")
+        if self.skill is not None:
+            parts.append(f"val_delta_r2 {self.skill:.3f}")
+        eta = self.eta_seconds(step)
+        if eta is not None:
+            parts.append(f"eta {_clock_time(eta)}")
         text = "  ".join(parts)
         if self.tty and not force_line:
             pad = max(0, self._last_len - len(text))
@@ -116,7 +162,26 @@ class ProgressDisplay:
             self.stream.write(text + "\n")
         self.stream.flush()
 
+    def _line(self, text: str) -> None:
+        """A whole line; on a TTY it replaces the live status line, which the next update redraws."""
+        if not self.enabled:
+            return
+        if self.tty and self._last_len:
+            text = "\r" + text + " " * max(0, self._last_len - len(text))
+            self._last_len = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
     def finish(self) -> None:
         if self.enabled and self.tty and self._last_len:
             self.stream.write("\n")
             self.stream.flush()
+            self._last_len = 0
+
+
+def _clock_time(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour)."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -74,7 +74,7 @@ def bootstrap_inputs(config: cfg.Config) -> None:
         if field == "encoder.model_dir":
             from bridge import write_standin
 
-            write_standin(path, seed=0)
+            write_standin(path, seed=0, embeddings=config.runtime.standin_embeddings)
         else:
             from geno_lewm_jax.data import make_synthetic_snapshot
 
@@ -146,9 +146,11 @@ def run_job(config: cfg.Config, *, config_path: str | None = None) -> int:
     tps = f"{report.tuples_per_second:.1f} tuples/s" if report.tuples_per_second else "n/a"
     loss = f"{report.final_loss:.5g}" if report.final_loss is not None else "n/a"
     how = f"stopped by {report.stopped_by_signal}" if report.stopped_by_signal else "finished"
+    skill = f"{report.val_delta_r2:.3f}" if report.val_delta_r2 is not None else "n/a"
     print(
         f"run {report.run_id} {how}: {report.steps_completed}/{report.steps_requested} steps"
         f" (resumed from {report.resumed_from_step}), final loss {loss}, {tps},"
-        f" wall {report.wall_seconds:.1f} s\nrun dir: {report.run_dir}"
+        f" wall {report.wall_seconds:.1f} s\nskill over the no-change baseline: val_delta_r2 {skill} (0 = predict"
+        f" no change, 1 = perfect); collapse alerts: {report.collapse_alert_count}\nrun dir: {report.run_dir}"
     )
     return 0

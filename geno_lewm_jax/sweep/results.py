@@ -7,9 +7,10 @@ Everything is read back from the run's own records (``RunState.history`` and
 * its swept settings;
 * ``train_*``: the last logged step's loss, prediction loss, KL, prediction
   variance, gradient norm, and ``lr``;
-* the last validation's figures (``val_loss``, ``val_pred_loss``, the collapse
-  metrics, and any other per-variant figure a validation row carries), with
-  ``best_val_loss`` over all validations and ``collapse_alert_count``.
+* the last validation's figures (``val_loss``, ``val_pred_loss``, the skill
+  ``val_delta_r2``/``val_cos_skill``, the collapse metrics, and any other
+  per-variant figure a validation row carries), with ``best_val_loss`` over all
+  validations and ``collapse_alert_count``.
 """
 
 from __future__ import annotations
@@ -54,13 +55,18 @@ def variant_results(config: Any, history: Sequence[dict[str, Any]], validations:
 
 
 def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    """The rows as CSV; per-rollout-step lists (``*_k``) stay in metrics.json only."""
+    columns = [k for k in dict.fromkeys(key for row in rows for key in row) if not any(isinstance(r.get(k), list) for r in rows)]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in row.items()})
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
     return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
 def write_sweep_results(run_dir: str | Path, config: Any, state: Any) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def write_sweep_results(run_dir: str | Path, config: Any, state: Any) -> dict[st
 def write_sweep_plot(
     path: str | Path, progress: Sequence[dict[str, Any]], collapse: Sequence[dict[str, Any]]
 ) -> Path | None:
-    """The run's curves with one line per variant: prediction loss, learning rate, validation collapse.
+    """The run's curves with one line per variant: prediction loss, learning rate, skill, collapse.
 
     Returns None when matplotlib is not installed (plots are optional).
     """
@@ -88,7 +94,7 @@ def write_sweep_plot(
     train = [(row["step"], split_variants(row)) for row in progress]
     val = [(row["step"], split_variants(row)) for row in collapse]
     variants = sorted({i for _, by in train + val for i in by})
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for i in variants:
         color = f"C{i % 10}"
 
@@ -99,14 +105,15 @@ def write_sweep_plot(
         axes[0].plot(*series(train, "pred_loss"), color=color, label=f"v{i} train")
         axes[0].plot(*series(val, "val_pred_loss"), "o--", color=color, label=f"v{i} validation")
         axes[1].plot(*series(train, "lr"), color=color, label=f"v{i}")
-        axes[2].plot(*series(val, "pred_var_per_dim"), "o-", color=color, label=f"v{i}")
-    titles = ("prediction loss", "learning rate", "validation pred_var_per_dim (log)")
+        axes[2].plot(*series(val, "val_delta_r2"), "o-", color=color, label=f"v{i}")
+        axes[3].plot(*series(val, "pred_var_per_dim"), "o-", color=color, label=f"v{i}")
+    titles = ("prediction loss", "learning rate", "validation delta_r2 (skill)", "validation pred_var_per_dim (log)")
     for ax, title in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel("step")
         if variants:
             ax.legend(fontsize=7)
-    axes[2].set_yscale("log")
+    axes[3].set_yscale("log")
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

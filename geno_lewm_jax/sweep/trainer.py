@@ -55,6 +55,7 @@ from geno_lewm_jax.training.collapse import (
 )
 from geno_lewm_jax.training.optimizer import build_adamw_optimizer, with_learning_rate
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
+from geno_lewm_jax.training.skill import SkillMetrics
 from geno_lewm_jax.training.trainer import (
     _FINITE,
     _GRAD_NORM,
@@ -136,6 +137,13 @@ class SweepEvalOutput:
     @property
     def kl_reg(self) -> jax.Array:
         return jnp.mean(self.stacked.kl_reg)
+
+    @property
+    def skill(self) -> SkillMetrics:
+        """The variants' mean skill (each variant's own is in :meth:`SweepTrainer.validation_fields`)."""
+        s = self.stacked.skill
+        mean = functools.partial(jnp.mean, axis=0)
+        return SkillMetrics(mean(s.delta_r2), mean(s.cos_skill), mean(s.delta_r2_k), mean(s.cos_skill_k), s.pairs_k[0])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -467,12 +475,17 @@ class SweepTrainer(Trainer):
         return SweepCheck(checks=tuple(checks), metrics=SweepMetrics(values), alerts=tuple(alerts))
 
     def validation_fields(self, out: Any) -> dict[str, Any]:
-        """Each variant's validation losses and its alert count (of the last :meth:`check_collapse`)."""
+        """Each variant's validation losses, skill and alert count (of the last :meth:`check_collapse`)."""
         fields: dict[str, Any] = {}
         for i in range(self.n_variants):
-            fields[variant_key("val_loss", i)] = float(out.stacked.loss[i])
-            fields[variant_key("val_pred_loss", i)] = float(out.stacked.pred_loss[i])
-            fields[variant_key("collapse_alerts", i)] = sum(a["variant"] == i for a in self.last_collapse_alerts)
+            variant = out.variant(i)
+            figures = {
+                "val_loss": float(variant.loss),
+                "val_pred_loss": float(variant.pred_loss),
+                **variant.skill.to_dict(),
+                "collapse_alerts": sum(a["variant"] == i for a in self.last_collapse_alerts),
+            }
+            fields.update({variant_key(name, i): value for name, value in figures.items()})
         return fields
 
     # --- one variant, for export ------------------------------------------------------------------

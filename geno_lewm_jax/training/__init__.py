@@ -82,6 +82,7 @@ _MODULE_EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "geno_lewm_jax.training.reproducibility": ("DeterminismReport", "configure_reproducibility"),
     "geno_lewm_jax.training.schedule": ("wsd_lr_multiplier", "wsd_schedule"),
+    "geno_lewm_jax.training.skill": ("SkillMetrics", "compute_skill_metrics"),
     "geno_lewm_jax.training.trainer": (
         "EvalOutput",
         "Trainer",

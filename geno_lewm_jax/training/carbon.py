@@ -94,6 +94,9 @@ class CarbonTrainingReport:
     wall_seconds: float
     first_step_seconds: float | None
     tuples_per_second: float | None
+    val_delta_r2: float | None = None  # the latest validation's skill over the no-change baseline
+    val_cos_skill: float | None = None
+    collapse_alert_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
@@ -424,6 +427,7 @@ def run_carbon_training(
     run_dir = Path(config.runtime.run_dir).expanduser()
     primary = jax.process_index() == 0
     res = _Resources()
+    display = ProgressDisplay(config.training.max_steps, stream=progress_stream, enabled=primary)
     try:
         if primary:
             require_packages(config)  # a missing tensorboardX or wandb stops the run before the long setup
@@ -432,6 +436,7 @@ def run_carbon_training(
         res.stop = _StopFlag().install()
         res.store = CheckpointStore(run_dir / CHECKPOINT_DIR, keep_latest=config.training.keep_checkpoints)
         latest_meta, unreadable = _latest_meta(res.store, config, run_dir)
+        display.phase(f"reading the dataset snapshot {config.data.dataset_dir}")
         snapshot = load_snapshot(Path(config.data.dataset_dir).expanduser(), verify="sizes")
         train_stream = TupleStream.from_config(snapshot, config)
         seeds = TrainerSeeds.from_base_seed(config.seed)
@@ -442,11 +447,17 @@ def run_carbon_training(
         upcoming = _buckets_in_order_of_need(train_stream, cursor, min(64, config.training.max_steps - done))
         res.trainer_future = _start_trainer(config, seeds, mesh, upcoming)
         given = encoder
+        if given is None:
+            display.phase(f"loading Carbon from {config.encoder.model_dir} (the train step compiles meanwhile)")
         encoder = _unless_stopped(_in_daemon_thread(lambda: _load_encoder(config, given)), res.stop)
+        if encoder is not None:
+            display.phase("initialising the predictor and the action encoder")
         trainer = _unless_stopped(res.trainer_future, res.stop) if encoder is not None else None
         if trainer is None:
             return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         encoding = _Encoding.open(config, encoder)
+        if latest_meta is not None:
+            display.phase(f"restoring the checkpoint of step {latest_meta['step']}")
         state, skipped = _resume(trainer, res.store, train_stream, config, run_dir)
         skipped = unreadable + skipped
         if res.stop.signal_name is not None:
@@ -465,6 +476,8 @@ def run_carbon_training(
         producer_timeline = PhaseTally(PRODUCER_PHASES)
         if hasattr(encoder, "timeline"):
             encoder.timeline = producer_timeline
+        if config.training.validation_batches > 0:
+            display.phase(f"encoding {config.training.validation_batches} validation batches")
         val_batch = _validation_batch(snapshot, config, encoding)
         res.producer = BatchProducer(
             train_stream,
@@ -479,7 +492,7 @@ def run_carbon_training(
             trainer=trainer,
             store=res.store,
             log=res.log,
-            display=ProgressDisplay(config.training.max_steps, stream=progress_stream, enabled=primary),
+            display=display,
             producer=res.producer,
             val_batch=val_batch,
             identity=identity,
@@ -489,11 +502,25 @@ def run_carbon_training(
             cache_counts=encoding.cache_counts if encoding.cache is not None else None,
         )
         loop = TrainingLoop(parts, state, started=started)
+        if not _first_compile_done(trainer, config, upcoming, display, res.stop):
+            return _stopped_before_training(config, run_dir, snapshot.snapshot_id, latest_meta, res, started)
         loop.run()
         res.store.wait()
         return _finish(loop, config, run_dir, identity, res, command=command, determinism=determinism, started=started)
     finally:
         res.close()
+
+
+def _first_compile_done(
+    trainer: Trainer, config: cfg.Config, upcoming: list[int], display: ProgressDisplay, stop: _StopFlag
+) -> bool:
+    """Wait, under a named start-up phase, for the first step's program (which that step would wait for
+    anyway); False if a stop signal came first."""
+    if upcoming:
+        display.phase(f"compiling the train step for K={upcoming[0]}")
+        rows = config.data.batch_size // jax.process_count()
+        _unless_stopped(_in_daemon_thread(lambda: trainer.precompile(rows, upcoming[:1], wait=True)), stop)
+    return stop.signal_name is None
 
 
 def _stopped_before_training(
@@ -534,7 +561,15 @@ def _finish(
     status = "completed" if state.step >= config.training.max_steps else ("signalled" if signal_name else "interrupted")
     if jax.process_index() == 0:
         _write_summaries(loop, config, run_dir, identity, status=status, stopped_by_signal=signal_name, **meta)
-    res.log.emit("train.end", steps_completed=state.step, status=status, wall_seconds=wall)
+    skill = state.latest_skill()
+    res.log.emit(
+        "train.end",
+        steps_completed=state.step,
+        status=status,
+        wall_seconds=wall,
+        collapse_alert_count=state.collapse_alert_count,
+        **skill,
+    )
     measured = loop.measured()
     return CarbonTrainingReport(
         run_id=config.run_id,
@@ -554,6 +589,8 @@ def _finish(
         wall_seconds=wall,
         first_step_seconds=measured["first_step_seconds"],
         tuples_per_second=measured["tuples_per_second"],
+        collapse_alert_count=state.collapse_alert_count,
+        **skill,
     )
 
 

@@ -38,6 +38,12 @@ from geno_lewm_jax.training.timeline import LoopTimeline, PhaseTally
 from geno_lewm_jax.training.trainer import EvalOutput, PendingStep, Trainer, TrainerStepResult
 
 
+def collapse_alert_line(step: int, check: CollapseCheck) -> str:
+    """One terminal line for a validation's collapse alerts (train.log holds them as events)."""
+    tripped = ", ".join(f"{a.criterion} = {a.value:.4g} (threshold {a.threshold:.4g})" for a in check.alerts)
+    return f"collapse alert at step {step}: {tripped}; see train.log"
+
+
 class StepZeroBaseline:
     """The untrained model's validation, evaluated once and recorded before any later one.
 
@@ -272,14 +278,19 @@ class TrainingLoop:
         self.state.collapse_baseline = self.trainer.collapse_monitor.initial_pairwise_pred_dist_mean
         val_loss = float(out.loss)
         self.state.note_validation(val_loss, len(check.alerts) if check is not None else 0)
+        skill = out.skill.to_dict()  # val_delta_r2, val_cos_skill (and per rollout step for K > 1)
         # With the collapse metrics just emitted, this makes the step's state.collapse_history row.
         self.parts.log.emit(
             "train.validation",
             step=step,
             val_loss=val_loss,
             val_pred_loss=float(out.pred_loss),
+            **skill,
             **self.trainer.validation_fields(out),
         )
+        self.parts.display.note_skill(skill["val_delta_r2"])
+        if check is not None and check.alerts:
+            self.parts.display.alert(collapse_alert_line(step, check))
         return check
 
     def _stop_on_collapse(self, check: CollapseCheck) -> None:
@@ -328,4 +339,4 @@ class TrainingLoop:
         }
 
 
-__all__ = ["LoopParts", "StepZeroBaseline", "TrainingLoop"]
+__all__ = ["LoopParts", "StepZeroBaseline", "TrainingLoop", "collapse_alert_line"]

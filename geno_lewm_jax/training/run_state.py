@@ -16,6 +16,8 @@ from geno_lewm_jax import config as cfg
 from geno_lewm_jax.errors import CheckpointMismatchError
 
 META_SCHEMA = "geno_lewm_jax.checkpoint/1"
+SKILL_FIELDS = ("val_delta_r2", "val_cos_skill")
+"""The skill over the no-change baseline that a run's summaries report (see training.skill)."""
 
 # Fields that may change between a run and its resume without changing what is trained.
 RESUME_FREE_FIELDS = (
@@ -29,6 +31,7 @@ RESUME_FREE_FIELDS = (
     "runtime.num_processes",
     "runtime.process_id",
     "runtime.bootstrap_missing",
+    "runtime.standin_embeddings",
     "runtime.device",
     "training.log_every_steps",
     "training.checkpoint_every_steps",
@@ -99,6 +102,13 @@ class RunState:
             "train.validation": self.collapse_history,
         }
 
+    def latest_skill(self) -> dict[str, float | None]:
+        """``val_delta_r2`` and ``val_cos_skill`` of the latest validation that measured them (None before one)."""
+        for row in reversed(self.collapse_history):
+            if "val_delta_r2" in row:
+                return {key: row.get(key) for key in SKILL_FIELDS}
+        return dict.fromkeys(SKILL_FIELDS)
+
     def note_validation(self, val_loss: float, alerts: int) -> None:
         """Count one validation's alerts; the best loss only moves on a finite improvement."""
         self.collapse_alert_count += alerts
@@ -149,4 +159,4 @@ def check_resumable(meta: dict[str, Any], config: cfg.Config, run_dir: Path) -> 
         )
 
 
-__all__ = ["META_SCHEMA", "RESUME_FREE_FIELDS", "RunState", "check_resumable", "run_identity"]
+__all__ = ["META_SCHEMA", "RESUME_FREE_FIELDS", "SKILL_FIELDS", "RunState", "check_resumable", "run_identity"]

@@ -89,6 +89,7 @@ def metrics_summary(
             "collapse_alert_count": state.collapse_alert_count,
             "tuples_per_second": figures.get("tuples_per_second"),
             "first_step_seconds": figures.get("first_step_seconds"),
+            **state.latest_skill(),
         },
         "history": state.history,
         "collapse_history": state.collapse_history,

@@ -90,6 +90,7 @@ from geno_lewm_jax.training.optimizer import (
     with_learning_rate,
 )
 from geno_lewm_jax.training.schedule import wsd_lr_multiplier
+from geno_lewm_jax.training.skill import SkillMetrics, compute_skill_metrics
 
 _RESULT_FIELDS = ("loss", "pred_loss", "kl_reg", "action_count", "pred_var_per_dim", "grad_norm", "finite", "reg")
 _GRAD_NORM, _FINITE = _RESULT_FIELDS.index("grad_norm"), _RESULT_FIELDS.index("finite")
@@ -163,12 +164,13 @@ class PendingStep:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["predictions", "targets", "action_mask", "loss", "pred_loss", "kl_reg"],
+    data_fields=["predictions", "targets", "action_mask", "loss", "pred_loss", "kl_reg", "skill"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
 class EvalOutput:
-    """What :meth:`Trainer.eval_step` returns: device arrays, K padded to the bucket."""
+    """What :meth:`Trainer.eval_step` returns: device arrays, K padded to the bucket; ``skill`` scores the
+    predictions against copying the batch's source state (see :mod:`geno_lewm_jax.training.skill`)."""
 
     predictions: jax.Array
     targets: jax.Array
@@ -176,6 +178,7 @@ class EvalOutput:
     loss: jax.Array
     pred_loss: jax.Array
     kl_reg: jax.Array
+    skill: SkillMetrics
 
 
 def make_action_mask(rel_edits: Sequence[Sequence[Any]], *, k: int | None = None) -> np.ndarray:
@@ -597,6 +600,7 @@ class Trainer:
             loss=parts.loss,
             pred_loss=parts.pred_loss,
             kl_reg=parts.kl_reg,
+            skill=compute_skill_metrics(prediction, batch.targets, batch.state, batch.action_mask),
         )
 
     # --- compiled steps ----------------------------------------------------------------------

@@ -44,7 +44,7 @@ def _config(standin_dir, snapshot_dir, cache_dir, contract="l2_normalized_v2"):
         overrides={
             "encoder.model_dir": str(standin_dir),
             "encoder.dtype": "fp32",
-            "encoder.state_layer": 2,
+            "encoder.state_layer": 1,  # as configs/tiny.flags
             "encoder.state_contract": contract,
             "encoder.feature_cache_dir": str(cache_dir),
             "predictor.d_state": 64,

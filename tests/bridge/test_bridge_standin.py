@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
+import pytest
+from safetensors.numpy import load_file
 
 from bridge import inspect_model_dir, write_standin
-from bridge.tokenizer import DNA_OPEN_ID, tokenize
+from bridge.standin import compositional_kmer_rows, standin_config
+from bridge.tokenizer import DNA_OPEN_ID, KMER_BASE_ID, all_kmers, tokenize
+from geno_lewm_jax.errors import InputError
 
 
 def _files(root):
@@ -61,3 +66,74 @@ def test_inspect_accepts_it(standin_dir):
     files = inspect_model_dir(standin_dir)
     assert (files.num_layers, files.hidden_size, files.pad_id) == (2, 64, 151643)
     assert [p.name for p in files.weight_files] == ["model.safetensors"]
+
+
+DEFAULT_WEIGHTS_SHA256 = "d6566990b261f03ccd80e057f490d9727ea4e42992be777855f0b917831c1bc1"
+
+
+def _weights_digest(weights):
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(weights[name].tobytes())
+    return digest.hexdigest()
+
+
+def test_default_weights_are_pinned(standin_dir):
+    """The default stand-in (seed 0, random embeddings) keeps the values every other test was written against."""
+    assert _weights_digest(load_file(str(standin_dir / "model.safetensors"))) == DEFAULT_WEIGHTS_SHA256
+
+
+def test_compositional_embeddings_change_only_the_6mer_rows(tmp_path, standin_dir):
+    comp = load_file(str(write_standin(tmp_path / "comp", seed=0, embeddings="compositional") / "model.safetensors"))
+    default = load_file(str(standin_dir / "model.safetensors"))
+    assert comp.keys() == default.keys()
+    for name in default:
+        if name != "model.embed_tokens.weight":
+            np.testing.assert_array_equal(comp[name], default[name])
+    kmers = slice(KMER_BASE_ID, KMER_BASE_ID + 4096)
+    outside = np.ones(len(default["model.embed_tokens.weight"]), bool)
+    outside[kmers] = False
+    np.testing.assert_array_equal(comp["model.embed_tokens.weight"][outside], default["model.embed_tokens.weight"][outside])
+    np.testing.assert_array_equal(comp["model.embed_tokens.weight"][kmers], compositional_kmer_rows(0, 64))
+
+
+def test_compositional_rows_give_an_snv_the_same_effect_in_every_context():
+    """Swapping base A for G moves a 6-mer's row by one vector, whatever the other bases and the position."""
+    rows = compositional_kmer_rows(0, 64)
+    ids = {kmer: i for i, kmer in enumerate(all_kmers())}
+    rng = np.random.default_rng(0)
+    effects = []
+    for _ in range(50):
+        kmer = list(rng.choice(list("ACGT"), 6))
+        pos = int(rng.integers(6))
+        ref, alt = kmer.copy(), kmer.copy()
+        ref[pos], alt[pos] = "A", "G"
+        effects.append(rows[ids["".join(alt)]] - rows[ids["".join(ref)]])
+    effects = np.array(effects)
+    spread = np.linalg.norm(effects - effects.mean(0), axis=1).mean()
+    assert spread < 0.25 * np.linalg.norm(effects.mean(0))  # one shared effect plus the small random part
+    assert np.std(rows) == pytest.approx(0.02, rel=0.1)  # the random rows' scale
+
+
+def test_500m_size_config_without_writing_weights():
+    cfg = standin_config("500m")
+    shape = (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"])
+    assert shape == (1024, 24, 16, 8) and (cfg["head_dim"], cfg["intermediate_size"]) == (64, 2816)
+    assert cfg["vocab_size"] == 155776 and cfg["torch_dtype"] == "bfloat16"
+    embed = cfg["vocab_size"] * cfg["hidden_size"]
+    attention = cfg["hidden_size"] * cfg["head_dim"] * 2 * (cfg["num_attention_heads"] + cfg["num_key_value_heads"])
+    per_layer = attention + 3 * cfg["hidden_size"] * cfg["intermediate_size"]
+    gigabytes = 2 * (embed + cfg["num_hidden_layers"] * per_layer) / 1e9
+    assert 0.85 < gigabytes < 0.95  # about 0.9 GB in bf16
+    assert standin_config("tiny").keys() == cfg.keys()
+
+
+def test_bad_size_or_embeddings_name_the_argument(tmp_path):
+    with pytest.raises(InputError) as info:
+        write_standin(tmp_path / "x", size="7b")
+    assert info.value.details["field"] == "size"
+    with pytest.raises(InputError) as info:
+        write_standin(tmp_path / "x", embeddings="learned")
+    assert info.value.details["field"] == "embeddings"
+    assert not (tmp_path / "x").exists()  # nothing written

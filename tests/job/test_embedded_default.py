@@ -41,6 +41,12 @@ def test_tiny_flagfile_bootstraps_and_trains_200_steps(tmp_path):
     assert {"loss", "pred_loss", "kl_reg", "lr", "grad_norm", "step_time", "tuples_per_s"} <= set(progress[-1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps_completed"] == 200 and np.isfinite(metrics["train_loss"])
+    # The demo learns: skill over the no-change baseline rises from 0 (the untrained predictor returns
+    # the source state) to >= 0.2, and the KL of the frozen targets raises no alert at every validation.
+    skill = {row["step"]: row["val_delta_r2"] for row in metrics["collapse_history"]}
+    assert skill[0] <= 0.05 and skill[200] >= 0.2 and metrics["metrics"]["val_delta_r2"] == skill[200]
+    assert metrics["metrics"]["collapse_alert_count"] == 0 and "ALERT" not in proc.stdout
+    assert f"val_delta_r2 {skill[200]:.3f}" in proc.stdout and "collapse alerts: 0" in proc.stdout
     curves = tb_scalars(run_dir / "tb")  # what `tensorboard --logdir` shows
     assert curves == log_curves(run_dir) and [s for s, _ in curves["train/loss"]] == [e["step"] for e in progress]
 

@@ -8,6 +8,7 @@ a tiny predictor's compile and little else.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 
@@ -80,17 +81,21 @@ def recorded_run(job_inputs, tmp_path_factory):
         return resolve(self, pending)
 
     run_dir = tmp_path_factory.mktemp("loop") / "run"
+    # kl_source=predictions makes the monitor judge kl_reg, which alerts at every validation here.
     config = _config(job_inputs, run_dir, "--max_steps=8", "--log_every_steps=4", "--checkpoint_every_steps=8",
-                     "--collapse_log_every_steps=8")
+                     "--collapse_log_every_steps=8", "--kl_source=predictions")
+    terminal = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainer_module.Trainer, "dispatch_step", recording_dispatch)
         patch.setattr(trainer_module.Trainer, "resolve_steps", recording_resolve)
-        report = run_carbon_training(config, encoder=HashEncoder(delay=0.05), devices=jax.devices()[:1])
-    return report, calls
+        report = run_carbon_training(
+            config, encoder=HashEncoder(delay=0.05), devices=jax.devices()[:1], progress_stream=terminal
+        )
+    return report, calls, terminal.getvalue()
 
 
 def test_the_loop_dispatches_ahead_and_fetches_scalars_in_bulk_at_log_steps(recorded_run):
-    report, calls = recorded_run
+    report, calls, _ = recorded_run
     assert report.steps_completed == 8
     fetches = [steps for kind, steps in calls if kind == "fetch"]
     assert fetches == [(1,), (2, 3, 4), (5, 6, 7, 8)]  # step 1 always reports (time to first step)
@@ -103,7 +108,7 @@ def test_the_loop_dispatches_ahead_and_fetches_scalars_in_bulk_at_log_steps(reco
 def test_the_phase_timeline_accounts_for_each_interval(recorded_run):
     """Every instant of an interval is in one phase: they add up to its wall time, and the 30 ms the
     recorded run sleeps in each dispatch show up under dispatch."""
-    report, _ = recorded_run
+    report, _, _ = recorded_run
     progress = _events(report.run_dir, "train.progress")
     assert [e["step"] for e in progress] == [1, 4, 8]
     names = ("producer_wait", "dispatch", "device_wait", "validation", "checkpoint", "logging", "host")
@@ -119,7 +124,7 @@ def test_the_phase_timeline_accounts_for_each_interval(recorded_run):
 
 def test_tensorboard_holds_every_scalar_of_train_log_at_its_step(recorded_run):
     """One metrics path: the event files, train.log and metrics.json hold the same numbers."""
-    report, _ = recorded_run
+    report, _, _ = recorded_run
     curves = log_curves(report.run_dir)
     assert {"train/loss", "train/lr", "time/time_wall", "val/val_loss", "collapse/pred_var_per_dim", "checkpoint/step"} <= set(curves)
     assert tb_scalars(report.run_dir / "tb") == curves
@@ -130,6 +135,26 @@ def test_tensorboard_holds_every_scalar_of_train_log_at_its_step(recorded_run):
     assert sorted(rows) == [0, 8]
     for event in _events(report.run_dir, "training.collapse.metrics") + _events(report.run_dir, "train.validation"):
         assert {k: v for k, v in event.items() if k not in ("event", "ts")}.items() <= rows[event["step"]].items()
+
+
+def test_validations_score_skill_and_the_terminal_shows_start_up_and_alerts(recorded_run):
+    """Skill over the no-change baseline in every validation, metrics.json and the end report; start-up
+    phase lines before step 1; each validation's collapse alert as one terminal line."""
+    report, _, terminal = recorded_run
+    rows = {row["step"]: row for row in json.loads((report.run_dir / "metrics.json").read_text())["collapse_history"]}
+    assert rows[0]["val_delta_r2"] == pytest.approx(0.0, abs=1e-5)  # the untrained predictor returns the source
+    summary = json.loads((report.run_dir / "metrics.json").read_text())["metrics"]
+    assert summary["val_delta_r2"] == report.val_delta_r2 == rows[8]["val_delta_r2"]
+    assert summary["val_cos_skill"] == rows[8]["val_cos_skill"]
+    assert summary["collapse_alert_count"] == report.collapse_alert_count == 2
+    assert _events(report.run_dir, "train.end")[0]["val_delta_r2"] == report.val_delta_r2
+    lines = terminal.splitlines()
+    first_step = lines.index(next(line for line in lines if line.startswith("step 1/8")))
+    assert any(line.startswith("compiling the train step for K=") for line in lines[:first_step])
+    assert lines[0].startswith("reading the dataset snapshot")
+    alerts = [line for line in lines if line.startswith("ALERT")]
+    assert [a.split(":")[0] for a in alerts] == ["ALERT collapse alert at step 0", "ALERT collapse alert at step 8"]
+    assert all("kl_reg" in a for a in alerts)
 
 
 def test_a_non_finite_step_is_raised_at_the_next_log_step_with_the_state_from_before_it(job_inputs, tmp_path):

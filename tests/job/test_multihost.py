@@ -187,7 +187,9 @@ def test_two_processes_train_the_params_of_one_process_with_four_devices(two_pro
     assert worst <= 1e-6, f"params differ by up to {worst}"
     losses = [[e["loss"] for e in events(d) if e["event"] == "train.progress"] for d in (two_process_run, single_dir)]
     assert len(losses[0]) == STEPS
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    # atol: under tiny.flags' phase1 the loss is the prediction loss alone (~5e-3), so the params' 1e-6 shows
+    # in it as an absolute difference (in phase2 a constant KL of ~180 made rtol=1e-6 an atol of ~2e-4).
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6, atol=1e-6)
 
 
 def test_killing_both_processes_and_resuming_is_bitwise_exact(two_process_run, job_inputs, feature_cache, tmp_path):

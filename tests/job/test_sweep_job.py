@@ -100,6 +100,7 @@ def test_progress_and_validation_events_carry_every_variant(example_run):
     validation = _events(run_dir, "train.validation")
     assert [e["step"] for e in validation] == [0, 2, 4]
     assert all(np.isfinite(e[f"val_loss/v{i}"]) for e in validation for i in range(VARIANTS))
+    assert all(f"val_delta_r2/v{i}" in e for e in validation for i in range(VARIANTS))
     collapse = [e for e in _events(run_dir, "training.collapse.metrics") if e["step"] == 4]
     assert sorted(k for e in collapse for k in e if k.startswith("pred_var_per_dim")) == [
         f"pred_var_per_dim/v{i}" for i in range(VARIANTS)
@@ -117,7 +118,8 @@ def test_metrics_and_the_results_table_put_the_variants_side_by_side(example_run
     with open(run_dir / SWEEP_RESULTS_NAME, newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [r["variant"] for r in table] == [f"v{i}" for i in range(VARIANTS)]
-    assert {"seed", "train_loss", "val_loss", "best_val_loss", "pairwise_pred_dist_mean", "collapse_alert_count"} <= set(table[0])
+    wanted = {"seed", "train_loss", "val_loss", "best_val_loss", "val_delta_r2", "pairwise_pred_dist_mean", "collapse_alert_count"}
+    assert wanted <= set(table[0])
     assert float(table[3]["train_loss"]) == pytest.approx(sweep["variants"][3]["train_loss"])
     assert (run_dir / "training_curves.png").stat().st_size > 0
 

@@ -36,6 +36,7 @@ from geno_lewm_jax.training import (
     Trainer,
     TrainerBatch,
     TrainerSeeds,
+    compute_skill_metrics,
     configure_reproducibility,
     make_action_mask,
     optimizer_lr,
@@ -390,6 +391,8 @@ def test_eval_step_and_collapse_monitor_on_a_validation_batch(tiny):
     out = tiny.eval_step(batch)
     assert out.predictions.shape == (B, 4, 16) and out.action_mask.shape == (B, 4)
     assert np.all(np.asarray(out.predictions)[~np.asarray(out.action_mask)] == 0.0)
+    skill = compute_skill_metrics(out.predictions, out.targets, batch.state, out.action_mask)  # skill vs copying the source
+    np.testing.assert_allclose([out.skill.delta_r2, out.skill.cos_skill], [skill.delta_r2, skill.cos_skill], rtol=1e-5, atol=1e-6)
     assert tiny.observe_collapse(batch, 7) is None
     check = tiny.observe_collapse(batch, 10)
     assert check is not None and np.isfinite(check.metrics.pred_var_per_dim)
