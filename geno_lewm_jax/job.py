@@ -54,7 +54,7 @@ def bootstrap_inputs(config: cfg.Config) -> None:
     """Create the stand-in Carbon and the synthetic snapshot where the config points, if missing.
 
     Only where the embedded default (``configs/tiny.flags``) keeps them: under
-    ``~/.cache/geno_lewm_jax``, or in a directory with the name it uses there.
+    ``~/.cache/geno_lewm_jax``, or in a directory whose name starts with the one it uses there.
     Anywhere else a missing directory is most likely a mistyped path to real
     inputs, so it is an InputError naming the field, not a silent random model.
     Each creation prints a warning naming the path.
@@ -84,13 +84,13 @@ def bootstrap_inputs(config: cfg.Config) -> None:
 def _check_bootstrap_target(field: str, path: Path, standin_name: str) -> None:
     root = Path(BOOTSTRAP_ROOT).expanduser().absolute()
     inside = path.expanduser().absolute().is_relative_to(root)
-    if not inside and path.name != standin_name:
+    if not inside and not path.name.startswith(standin_name):
         from geno_lewm_jax.errors import InputError
 
         flag = field.rsplit(".", 1)[-1]
         raise InputError(
             f"{field}={path} does not exist; --bootstrap_missing creates stand-ins only under {root}"
-            f" or in a directory named {standin_name!r}",
+            f" or in a directory whose name starts with {standin_name!r}",
             details={"field": field, "path": str(path)},
             remediation=f"Check the --{flag} path, or pass --nobootstrap_missing to use only existing inputs.",
         )
