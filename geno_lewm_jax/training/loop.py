@@ -105,8 +105,9 @@ class Throughput:
         self.window_tuples = 0
         return rate
 
-    def steady(self, processes: int) -> float | None:
-        return self.tuples * processes / self.seconds if self.tuples and self.seconds > 0 else None
+    def steady(self) -> float | None:
+        """Tuples (of every process) per second over the steady iterations."""
+        return self.tuples / self.seconds if self.tuples and self.seconds > 0 else None
 
 
 @dataclasses.dataclass
@@ -334,7 +335,7 @@ class TrainingLoop:
     def measured(self) -> dict[str, Any]:
         return {
             "train_loss": self.last_result.loss if self.last_result is not None else None,
-            "tuples_per_second": self.throughput.steady(1),
+            "tuples_per_second": self.throughput.steady(),
             "first_step_seconds": self.first_step_seconds,
         }
 

@@ -7,6 +7,7 @@ the helpers the probes share; ``dataset``, ``carbon``, ``config`` and
 the main job and the seed's users import them.
 """
 
+from geno_lewm_jax.training.preflight import gate
 from geno_lewm_jax.training.preflight.gate import (
     MIN_CUDA_VRAM_GB,
     REPORT_NAME,
@@ -23,18 +24,4 @@ from geno_lewm_jax.training.preflight.gate import (
     write_training_preflight_report,
 )
 
-__all__ = [
-    "MIN_CUDA_VRAM_GB",
-    "REPORT_NAME",
-    "REQUIRED_TRAINING_MODULES",
-    "SCHEMA_VERSION",
-    "AcceleratorProbe",
-    "DependencyProbe",
-    "TrainingPreflightIssue",
-    "TrainingPreflightReport",
-    "TrainingPreflightRequest",
-    "build_training_preflight_report",
-    "run_training_preflight",
-    "save_report",
-    "write_training_preflight_report",
-]
+__all__ = list(gate.__all__)
