@@ -39,6 +39,7 @@ def our_case(
     import jax
     import numpy as np
 
+    from flops import step_flops
     from train_step import edit_rows
 
     from geno_lewm_jax.config import load_config
@@ -72,7 +73,7 @@ def our_case(
         trainer.train_step(prepared, counter["step"])  # returns after fetching the loss: synchronous
 
     seconds = median_seconds(step, repeats)
-    flops = trainer.step_flops(host)  # per device for an SPMD program
+    flops = step_flops(config, host, mesh=mesh)  # per device for an SPMD program
     n = mesh.devices.size
     out = {
         "devices": n,
@@ -104,6 +105,7 @@ def reference_case(batch: int, repeats: int, n_layers: int) -> dict:
     from geno_lewm.training import TorchTrainer, TorchTrainerBatch
     from geno_lewm.training import build_adamw_optimizer as ref_build_adamw
 
+    from flops import step_flops
     from train_step import edit_rows
 
     from geno_lewm_jax.config import load_config

@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flops import step_flops  # noqa: E402
 from timing import median_seconds  # noqa: E402
 # jaxlib's LAPACK kernels (the KL's SVD) run on scipy's OpenBLAS, whose spinning worker threads
 # stall when they compete with XLA's own threads on a small shared CPU; one OpenBLAS thread avoids
@@ -147,7 +148,7 @@ def run_case(steps: int, batch: int, repeats: int, matmul_rate: float) -> dict:
         ref_trainer.train_step(ref_batch, step=counters["ref"])
 
     ours_ms, ref_ms = block_medians(ours_step, ref_step, repeats)
-    flops = trainer.step_flops(ours_batch)
+    flops = step_flops(config, ours_batch, mesh=trainer.mesh)
     achieved = flops / (ours_ms / 1000) / 1e9
     return {
         "case": "train_step",

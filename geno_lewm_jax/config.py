@@ -100,6 +100,17 @@ class PredictorConfig:
     n_self_layers: int = _f(2, "Self-attention blocks after the cross blocks.")
     causal: bool = _f(False, "Step k never sees actions after k (off = reference behaviour).")
     compute_dtype: Literal["float32", "bfloat16"] = _f("float32", "Matmul dtype of the jitted step; params stay float32.")
+    remat: bool = _f(
+        False,
+        "Recompute each scanned block's activations in the backward pass (gradient checkpointing):"
+        " less memory at long K or large batch, one more forward per step.",
+    )
+    scan_layers: bool = _f(
+        True,
+        "Run same-typed blocks as one jax.lax.scan over stacked parameters (one compiled body per block"
+        " type); off unrolls them into straight-line code (same numbers; XLA's cost analysis then counts"
+        " every block, as the benches' FLOP figures need).",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +149,10 @@ class TrainingConfig:
     nan_policy: Literal["raise", "skip"] = _f("raise", "On a non-finite loss or gradient: raise NaNLossError, or skip the update.")
     stop_on_collapse: bool = _f(False, "Raise CollapseDetectedError when the monitor alerts.")
     validation_batches: int = _f(4, "Held-out batches fed to the collapse monitor.")
-    k_buckets: tuple[int, ...] = _f((1, 2, 4, 8, 16), "Padded K values; one compiled step per bucket.")
+    k_buckets: tuple[int, ...] = _f(
+        (1, 2, 3, 4, 8, 16),
+        "Padded K values; one compiled step per bucket used (3 fits the default K mix, whose batches have K <= 3).",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +242,9 @@ class RuntimeConfig:
         " (built from the 6-mer's bases, so an edit's effect on a state has structure a predictor can learn).",
     )
     compilation_cache_dir: str = _f(
-        "~/.cache/geno_lewm_jax/xla", "Persistent XLA compilation cache (reused across runs); empty disables it."
+        "~/.cache/geno_lewm_jax/xla",
+        "Persistent XLA compilation cache, reused across runs (on GPUs XLA's autotuning results go with it);"
+        " empty disables it.",
     )
     torch_cpu_threads: int = _f(0, "Threads for Carbon on CPU; 0 = half the cores, leaving the rest to XLA.")
 

@@ -110,6 +110,7 @@ def load_run_weights(run_dir: str | Path, *, step: int | None = None, variant: i
     store = CheckpointStore(run_dir / CHECKPOINT_DIR, async_save=False)
     skipped: tuple[tuple[int, str], ...] = ()
     try:
+        _check_layout(store, step, run_dir / CHECKPOINT_DIR)
         if step is None:
             restored = store.restore_latest(abstract, move_aside=False)
             if restored is None:
@@ -131,6 +132,22 @@ def load_run_weights(run_dir: str | Path, *, step: int | None = None, variant: i
     trainer.restore_state(state)
     predictor, action_encoder = trainer.variant_modules(variant) if config.sweep else trainer.modules()
     return RunWeights(config, predictor, action_encoder, int(step), skipped)
+
+
+def _check_layout(store: Any, step: int | None, checkpoints: Path) -> None:
+    """Refuse a checkpoint written in a parameter layout this version does not hold (see run_state.META_SCHEMA)."""
+    from geno_lewm_jax.training.run_state import check_schema
+
+    if step is None:
+        found = store.latest_readable_meta(move_aside=False)
+        meta = None if found is None else found.meta
+    else:
+        try:
+            meta = store.read_meta(step) if step in store.steps() else None
+        except Exception:  # noqa: BLE001 - an unreadable meta is reported by the restore that follows
+            meta = None
+    if meta is not None:
+        check_schema(meta, checkpoints, remediation="Export it with the geno-lewm-jax version that wrote it.")
 
 
 def load_run_modules(run_dir: str | Path, *, step: int | None = None, variant: int | None = None) -> tuple[Any, Any, Any]:

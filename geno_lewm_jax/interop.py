@@ -4,9 +4,11 @@
 (names, order, shapes; torch (out, in) Linear weights, q/k/v packed into
 ``in_proj_weight`` rows q, k, v) so ``load_state_dict(strict=True)`` accepts
 it; ``from_reference_state_dict(module, state_dict)`` writes such a mapping
-into a Predictor or ActionEncoder in place. Values may be numpy arrays or
-anything ``np.asarray`` takes (torch CPU tensors included; torch itself is
-never imported here).
+into a Predictor or ActionEncoder in place. The predictor's same-typed blocks
+hold their parameters stacked on a layer axis; each reference block
+(``cross_blocks.i``, ``self_blocks.j``) is one row of those stacks. Values
+may be numpy arrays or anything ``np.asarray`` takes (torch CPU tensors
+included; torch itself is never imported here).
 """
 
 from __future__ import annotations
@@ -22,75 +24,120 @@ from flax import nnx
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.model.action_encoder import ActionEncoder, EncoderLayer
 from geno_lewm_jax.model.attention import Attention
-from geno_lewm_jax.model.blocks import ActionToStateBlock, FeedForward
+from geno_lewm_jax.model.blocks import ActionToStateBlock, FeedForward, SelfAttentionBlock, StateToActionBlock
+from geno_lewm_jax.model.layer_stack import layer_count
 from geno_lewm_jax.model.predictor import Predictor
 
 
 @dataclasses.dataclass(frozen=True)
-class _Slot:
-    """One reference tensor: the concatenation (axis 0) of params, each transposed if a kernel."""
+class _Part:
+    """One layer's share of a param: all of it (``layer`` None) or row ``layer`` of a stacked one."""
 
-    params: tuple[nnx.Param, ...]
+    param: nnx.Param
+    layer: int | None = None
+
+    def shape(self) -> tuple[int, ...]:
+        shape = tuple(self.param.get_value().shape)
+        return shape if self.layer is None else shape[1:]
+
+    def read(self) -> np.ndarray:
+        value = np.asarray(self.param.get_value())
+        return value if self.layer is None else value[self.layer]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+    """One reference tensor: the concatenation (axis 0) of parts, each transposed if a kernel."""
+
+    parts: tuple[_Part, ...]
     transpose: bool
 
     def shape(self) -> tuple[int, ...]:
-        shapes = [tuple(p.get_value().shape) for p in self.params]
-        shapes = [s[::-1] if self.transpose else s for s in shapes]
+        shapes = [part.shape()[::-1] if self.transpose else part.shape() for part in self.parts]
         return (sum(s[0] for s in shapes),) + shapes[0][1:]
 
     def read(self) -> np.ndarray:
-        parts = [np.asarray(p.get_value()) for p in self.params]
+        parts = [part.read() for part in self.parts]
         if self.transpose:
             parts = [part.T for part in parts]
         return np.array(np.concatenate(parts, axis=0), dtype=np.float32, order="C")
 
-    def write(self, value: np.ndarray) -> None:
-        for param, part in zip(self.params, np.split(value, len(self.params), axis=0)):
-            param.set_value(jnp.asarray(part.T if self.transpose else part, dtype=jnp.float32))
+    def write_into(self, value: np.ndarray, buffers: dict[int, np.ndarray]) -> None:
+        """Copy ``value``'s pieces into the host buffers of the params (by id), layer rows included."""
+        for part, piece in zip(self.parts, np.split(value, len(self.parts), axis=0)):
+            buffer = buffers.setdefault(id(part.param), np.empty(part.param.get_value().shape, np.float32))
+            buffer[() if part.layer is None else part.layer] = piece.T if self.transpose else piece
 
 
-def _linear(prefix: str, layer: nnx.Linear) -> list[tuple[str, _Slot]]:
-    return [(f"{prefix}.weight", _Slot((layer.kernel,), True)), (f"{prefix}.bias", _Slot((layer.bias,), False))]
-
-
-def _norm(prefix: str, norm: nnx.LayerNorm) -> list[tuple[str, _Slot]]:
-    return [(f"{prefix}.weight", _Slot((norm.scale,), False)), (f"{prefix}.bias", _Slot((norm.bias,), False))]
-
-
-def _attention(prefix: str, attn: Attention) -> list[tuple[str, _Slot]]:
-    q, k, v = attn.query, attn.key, attn.value
+def _linear(prefix: str, layer: nnx.Linear, at: int | None = None) -> list[tuple[str, _Slot]]:
     return [
-        (f"{prefix}.in_proj_weight", _Slot((q.kernel, k.kernel, v.kernel), True)),
-        (f"{prefix}.in_proj_bias", _Slot((q.bias, k.bias, v.bias), False)),
-        *_linear(f"{prefix}.out_proj", attn.out),
+        (f"{prefix}.weight", _Slot((_Part(layer.kernel, at),), True)),
+        (f"{prefix}.bias", _Slot((_Part(layer.bias, at),), False)),
     ]
 
 
-def _ffn(prefix: str, ffn: FeedForward) -> list[tuple[str, _Slot]]:
-    return [*_linear(f"{prefix}.net.0", ffn.up), *_linear(f"{prefix}.net.2", ffn.down)]
+def _norm(prefix: str, norm: nnx.LayerNorm, at: int | None = None) -> list[tuple[str, _Slot]]:
+    return [
+        (f"{prefix}.weight", _Slot((_Part(norm.scale, at),), False)),
+        (f"{prefix}.bias", _Slot((_Part(norm.bias, at),), False)),
+    ]
+
+
+def _attention(prefix: str, attn: Attention, at: int | None = None) -> list[tuple[str, _Slot]]:
+    q, k, v = attn.query, attn.key, attn.value
+    return [
+        (f"{prefix}.in_proj_weight", _Slot(tuple(_Part(x.kernel, at) for x in (q, k, v)), True)),
+        (f"{prefix}.in_proj_bias", _Slot(tuple(_Part(x.bias, at) for x in (q, k, v)), False)),
+        *_linear(f"{prefix}.out_proj", attn.out, at),
+    ]
+
+
+def _ffn(prefix: str, ffn: FeedForward, at: int | None = None) -> list[tuple[str, _Slot]]:
+    return [*_linear(f"{prefix}.net.0", ffn.up, at), *_linear(f"{prefix}.net.2", ffn.down, at)]
+
+
+def _state_to_action(prefix: str, block: StateToActionBlock, at: int | None = None) -> list[tuple[str, _Slot]]:
+    out = _norm(f"{prefix}.attn_norm", block.attn_norm, at) + _attention(f"{prefix}.attn", block.attn, at)
+    return out + _norm(f"{prefix}.ffn_norm", block.ffn_norm, at) + _ffn(f"{prefix}.ffn", block.ffn, at)
+
+
+def _action_to_state(prefix: str, block: ActionToStateBlock, at: int) -> list[tuple[str, _Slot]]:
+    out = _norm(f"{prefix}.query_norm", block.query_norm, at) + _norm(f"{prefix}.memory_norm", block.memory_norm, at)
+    out += _attention(f"{prefix}.attn", block.attn, at) + _norm(f"{prefix}.ffn_norm", block.ffn_norm, at)
+    return out + _ffn(f"{prefix}.ffn", block.ffn, at)
+
+
+def _self_block(prefix: str, block: SelfAttentionBlock, at: int | None = None) -> list[tuple[str, _Slot]]:
+    out = _norm(f"{prefix}.attn_norm", block.attn_norm, at) + _attention(f"{prefix}.attn", block.attn, at)
+    return out + _norm(f"{prefix}.ffn_norm", block.ffn_norm, at) + _ffn(f"{prefix}.ffn", block.ffn, at)
 
 
 def _predictor_layout(p: Predictor) -> list[tuple[str, _Slot]]:
+    """Reference names in state_dict order; the stacked layers map to ``cross_blocks.i`` / ``self_blocks.j``.
+
+    Cross pair ``i`` holds reference blocks 2i (state->action) and 2i+1
+    (action->state); ``cross_last`` is block n_layers-1 when n_layers is odd.
+    ``self_blocks`` holds self blocks 0..n-2 and ``last_self_block`` block n-1.
+    """
     out: list[tuple[str, _Slot]] = []
     if p.state_projection is not None:
         out += _linear("state_projection", p.state_projection)
     out += _linear("action_projection", p.action_projection)
     out += [
-        ("token_type_embedding.weight", _Slot((p.token_type_embedding.embedding,), False)),
-        ("step_position_embedding.weight", _Slot((p.step_position_embedding.embedding,), False)),
+        ("token_type_embedding.weight", _Slot((_Part(p.token_type_embedding.embedding, None),), False)),
+        ("step_position_embedding.weight", _Slot((_Part(p.step_position_embedding.embedding, None),), False)),
     ]
-    for i, block in enumerate(p.cross_blocks):
-        prefix = f"cross_blocks.{i}"
-        if isinstance(block, ActionToStateBlock):
-            out += _norm(f"{prefix}.query_norm", block.query_norm) + _norm(f"{prefix}.memory_norm", block.memory_norm)
-        else:
-            out += _norm(f"{prefix}.attn_norm", block.attn_norm)
-        out += _attention(f"{prefix}.attn", block.attn) + _norm(f"{prefix}.ffn_norm", block.ffn_norm)
-        out += _ffn(f"{prefix}.ffn", block.ffn)
-    for j, block in enumerate(p.self_blocks):
-        prefix = f"self_blocks.{j}"
-        out += _norm(f"{prefix}.attn_norm", block.attn_norm) + _attention(f"{prefix}.attn", block.attn)
-        out += _norm(f"{prefix}.ffn_norm", block.ffn_norm) + _ffn(f"{prefix}.ffn", block.ffn)
+    pairs = layer_count(p.cross_pairs)
+    for i in range(pairs):
+        out += _state_to_action(f"cross_blocks.{2 * i}", p.cross_pairs.state_to_action, i)
+        out += _action_to_state(f"cross_blocks.{2 * i + 1}", p.cross_pairs.action_to_state, i)
+    if p.cross_last is not None:
+        out += _state_to_action(f"cross_blocks.{2 * pairs}", p.cross_last)
+    scanned = layer_count(p.self_blocks)
+    for j in range(scanned):
+        out += _self_block(f"self_blocks.{j}", p.self_blocks, j)
+    if p.last_self_block is not None:
+        out += _self_block(f"self_blocks.{scanned}", p.last_self_block)
     out += _linear("output_mlp.0", p.readout_hidden) + _norm("output_mlp.2", p.readout_norm)
     out += _linear("output_mlp.3", p.readout_out)
     return out
@@ -109,9 +156,9 @@ def _encoder_layer(prefix: str, layer: EncoderLayer) -> list[tuple[str, _Slot]]:
 def _action_encoder_layout(a: ActionEncoder) -> list[tuple[str, _Slot]]:
     seq = a.seq_encoder
     out = [
-        ("padding_embedding", _Slot((a.padding_embedding,), False)),
-        ("type_embedding.weight", _Slot((a.type_embedding.embedding,), False)),
-        ("seq_encoder.token_embedding.weight", _Slot((seq.token_embedding.embedding,), False)),
+        ("padding_embedding", _Slot((_Part(a.padding_embedding, None),), False)),
+        ("type_embedding.weight", _Slot((_Part(a.type_embedding.embedding, None),), False)),
+        ("seq_encoder.token_embedding.weight", _Slot((_Part(seq.token_embedding.embedding, None),), False)),
         *_linear("seq_encoder.token_projection", seq.token_projection),
     ]
     for i, layer in enumerate(seq.layers):
@@ -183,8 +230,13 @@ def from_reference_state_dict(module: Predictor | ActionEncoder, state_dict: Map
             )
         # A copy: JAX on CPU may alias host memory, and the caller's (torch) tensor may change later.
         staged.append((slot, np.array(value, dtype=np.float32, copy=True)))
+    buffers: dict[int, np.ndarray] = {}
     for slot, value in staged:
-        slot.write(value)
+        slot.write_into(value, buffers)
+    for slot, _ in staged:  # every part of every param was written: the layout covers each one once
+        for part in slot.parts:
+            if id(part.param) in buffers:
+                part.param.set_value(jnp.asarray(buffers.pop(id(part.param))))
 
 
 __all__ = ["from_reference_state_dict", "to_reference_state_dict"]

@@ -77,12 +77,12 @@ def test_qkv_packing_order_and_kernel_transpose():
     from_reference_state_dict(ours, ref.state_dict())
     h = SMALL["d_hidden"]
     packed = ref.state_dict()["cross_blocks.1.attn.in_proj_weight"].numpy()
-    attn = ours.cross_blocks[1].attn
-    np.testing.assert_array_equal(np.asarray(attn.query.kernel[...]), packed[:h].T)
-    np.testing.assert_array_equal(np.asarray(attn.key.kernel[...]), packed[h : 2 * h].T)
-    np.testing.assert_array_equal(np.asarray(attn.value.kernel[...]), packed[2 * h :].T)
+    attn = ours.cross_pairs.action_to_state.attn  # reference block 1 = the action->state half of pair 0
+    np.testing.assert_array_equal(np.asarray(attn.query.kernel[...])[0], packed[:h].T)
+    np.testing.assert_array_equal(np.asarray(attn.key.kernel[...])[0], packed[h : 2 * h].T)
+    np.testing.assert_array_equal(np.asarray(attn.value.kernel[...])[0], packed[2 * h :].T)
     bias = ref.state_dict()["cross_blocks.1.attn.in_proj_bias"].numpy()
-    np.testing.assert_array_equal(np.asarray(attn.value.bias[...]), bias[2 * h :])
+    np.testing.assert_array_equal(np.asarray(attn.value.bias[...])[0], bias[2 * h :])
     np.testing.assert_array_equal(
         np.asarray(ours.readout_out.kernel[...]), ref.state_dict()["output_mlp.3.weight"].numpy().T
     )

@@ -15,6 +15,8 @@ from flax import nnx
 
 from geno_lewm_jax.config import load_config
 from geno_lewm_jax.errors import InputError, InvalidEditError, UnsupportedEditError
+from geno_lewm_jax.model.layer_stack import layer_count, take_layers
+from geno_lewm_jax.model.params import initialized
 from geno_lewm_jax.model.validation import check_forward_inputs
 from geno_lewm_jax.model import (
     PAD_ID,
@@ -46,13 +48,13 @@ def _random_predictor(seed, **overrides):
     """
     module = nnx.eval_shape(lambda: Predictor(**{**TINY, **overrides}, rngs=nnx.Rngs(0)))
     rng = np.random.default_rng(seed)
-    params = nnx.state(module, nnx.Param)
-    leaves, treedef = jax.tree.flatten(params)
-    scaled = [
-        jnp.asarray(rng.standard_normal(x.shape, dtype=np.float32) / math.sqrt(x.shape[0] if len(x.shape) == 2 else 10.0))
-        for x in leaves
-    ]
-    nnx.update(module, jax.tree.unflatten(treedef, scaled))
+
+    def fill(path, x):
+        name = str(path[-1])
+        scale = x.shape[-2] if "kernel" in name else x.shape[0] if "embedding" in name else 10.0  # fan-in
+        return jnp.asarray(rng.standard_normal(x.shape, dtype=np.float32) / math.sqrt(scale))
+
+    nnx.update(module, jax.tree_util.tree_map_with_path(fill, nnx.state(module, nnx.Param)))
     return module
 
 
@@ -89,23 +91,28 @@ def test_at_init_prediction_is_normalized_state_and_zero_on_padding():
 
 
 def test_predictor_init_distributions():
-    model = Predictor(d_state=256, d_action=64, d_hidden=256, n_heads=4, n_cross_layers=2, n_self_layers=1,
+    model = Predictor(d_state=256, d_action=64, d_hidden=256, n_heads=4, n_cross_layers=4, n_self_layers=3,
                       ffn_dim=512, max_actions=16, rngs=nnx.Rngs(5))
     assert model.state_projection is None
     linears = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Linear) and m is not model.readout_out]
-    assert len(linears) == 2 + 3 * 6  # action projection, readout hidden, 3 blocks x (q, k, v, out, up, down)
+    # action projection, readout hidden; (q, k, v, out, up, down) of the pair's two blocks,
+    # of the self stack and of the last self block
+    assert len(linears) == 2 + 4 * 6
     for layer in linears:
         w = np.asarray(layer.kernel.get_value())
-        std = math.sqrt(2.0 / w.shape[0])
-        assert np.abs(w).max() <= 2 * std * (1 + 1e-6)
-        assert abs(w.std() / (std * TRUNC_STD) - 1) < 0.1
+        std = math.sqrt(2.0 / w.shape[-2])
+        for one in w.reshape(-1, *w.shape[-2:]):  # each layer of a stack
+            assert np.abs(one).max() <= 2 * std * (1 + 1e-6)
+            assert abs(one.std() / (std * TRUNC_STD) - 1) < 0.1
+        if w.ndim == 3:  # stacked layers draw from keys of their own
+            assert w.shape[0] == 2 and not np.any(w[0] == w[1])
         assert np.all(np.asarray(layer.bias.get_value()) == 0)
     assert np.all(np.asarray(model.readout_out.kernel.get_value()) == 0)
     assert np.all(np.asarray(model.readout_out.bias.get_value()) == 0)
     for emb in (model.token_type_embedding, model.step_position_embedding):
         assert abs(np.asarray(emb.embedding.get_value()).std() / 0.02 - 1) < 0.15
     norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.LayerNorm)]
-    assert len(norms) == 1 + 2 + 3 + 2  # readout, state->action, action->state, self
+    assert len(norms) == 1 + 2 + 3 + 2 + 2  # readout, state->action, action->state, self stack, last self block
     for norm in norms:
         assert norm.epsilon == 1e-5
         assert np.all(np.asarray(norm.scale.get_value()) == 1) and np.all(np.asarray(norm.bias.get_value()) == 0)
@@ -124,10 +131,9 @@ def test_init_values_follow_the_seed():
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     random_leaves = [(a, b) for a, b in zip(first, other) if np.any(a != a.flat[0])]
     assert random_leaves and all(not np.array_equal(a, b) for a, b in random_leaves)
-    jitted = nnx.jit(lambda: Predictor(**TINY, rngs=nnx.Rngs(7)))()  # constants trace as jnp.full
-    assert all(
-        np.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(first, jax.tree.leaves(nnx.state(jitted, nnx.Param)))
-    )
+    # The builders' one-program init (constants trace as jnp.full): the very same bits.
+    jitted = (initialized(Predictor, seed=7, **TINY), initialized(ActionEncoder, seed=7, d_action=12))
+    assert all(np.array_equal(a, b) for a, b in zip(first, jax.tree.leaves([nnx.state(m, nnx.Param) for m in jitted])))
 
 
 @pytest.fixture(scope="module")
@@ -168,11 +174,13 @@ def test_release_param_counts_and_builders_read_config():
         "predictor.d_state": 40, "predictor.d_hidden": 32, "predictor.ffn_dim": 24, "predictor.n_heads": 4,
         "predictor.n_layers": 3, "predictor.n_self_layers": 0, "predictor.causal": True,
         "predictor.compute_dtype": "bfloat16", "action.d_action": 12, "action.max_len": 5, "action.max_window_bp": 100,
-        "training.k_buckets": [1, 5],
+        "training.k_buckets": [1, 5], "predictor.remat": True, "predictor.scan_layers": False,
     })
     p = nnx.eval_shape(lambda: build_predictor(config))
     assert (p.d_state, p.d_action, p.d_hidden, p.max_actions, p.causal, p.compute_dtype) == (40, 12, 32, 5, True, "bfloat16")
-    assert len(p.cross_blocks) == 3 and len(p.self_blocks) == 0 and p.cross_blocks[0].ffn.up.out_features == 24
+    assert (p.remat, p.scan_layers) == (True, False)
+    assert layer_count(p.cross_pairs) == 1 and p.cross_last is not None  # 3 cross blocks: one pair and a last one
+    assert p.self_blocks is None and p.last_self_block is None and p.cross_last.ffn.up.out_features == 24
     a = nnx.eval_shape(lambda: build_action_encoder(config))
     assert (a.d_action, a.max_window_bp) == (12, 100)
 
@@ -460,12 +468,12 @@ def test_the_last_self_block_updates_only_the_action_tokens_it_reads_out(k):
     def every_row(m):
         steps = mask.shape[1]
         state_token, action_tokens = m.state_token(state), m.action_tokens(actions, jnp.arange(1, steps + 1))
-        for block in m.cross_blocks:
-            state_token, action_tokens = block(state_token, action_tokens, mask)
+        for i in range(layer_count(m.cross_pairs)):
+            state_token, action_tokens = take_layers(m.cross_pairs, i)(state_token, action_tokens, mask)
         tokens = jnp.concatenate([state_token, action_tokens], axis=1)
         token_mask = jnp.concatenate([jnp.ones_like(mask[:, :1]), mask], axis=1)
-        for block in m.self_blocks:
-            tokens = block(tokens, token_mask)
+        for block in [take_layers(m.self_blocks, j) for j in range(layer_count(m.self_blocks))] + [m.last_self_block]:
+            tokens = block(tokens, token_mask)  # every row updated, the last block's state row included
         return m.readout(state, tokens[:, 1:], mask)
 
     def loss_and_grads(fn):
@@ -482,3 +490,47 @@ def test_the_last_self_block_updates_only_the_action_tokens_it_reads_out(k):
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):  # float32 rounding of gradients up to ~8
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-6 * max(1.0, float(np.max(np.abs(b)))))
     assert any(np.any(a) for a in jax.tree.leaves(fast))
+
+
+def test_scanned_unrolled_and_rematerialised_layers_agree():
+    """The layer scan, its unrolled form and its remat form: the same predictions and gradients (1e-6).
+
+    Two cross pairs (a scan of two) and the last self block, ragged K = 3; the three variants share
+    one compiled program.
+    """
+    sizes = dict(n_cross_layers=4, n_self_layers=1)
+    models = [_random_predictor(5, **sizes, **variant) for variant in ({}, {"scan_layers": False}, {"remat": True})]
+    state, actions, mask = (jnp.asarray(x) for x in _inputs(6, 4, 3))
+
+    def loss(m):
+        prediction = m.forward(state, actions, mask)
+        return jnp.sum(jnp.sin(3 * prediction)), prediction
+
+    results = nnx.jit(lambda *ms: [nnx.value_and_grad(loss, has_aux=True)(m) for m in ms])(*models)
+    (_, want), want_grads = results[0]
+    want_grads = jax.tree.leaves(nnx.to_pure_dict(want_grads))
+    assert any(np.any(g) for g in want_grads)
+    for (_, got), got_grads in results[1:]:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        got_grads = jax.tree.leaves(nnx.to_pure_dict(got_grads))
+        assert len(got_grads) == len(want_grads)
+        for a, b in zip(got_grads, want_grads):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * max(1.0, float(np.max(np.abs(b)))))
+
+
+def test_stacked_layers_draw_the_keys_of_a_python_loop():
+    """One vmapped construction of three layers: a loop's values, and the stream left where the loop leaves it."""
+    from geno_lewm_jax.model.blocks import FeedForward
+    from geno_lewm_jax.model.layer_stack import build_layers
+
+    def make(rngs):
+        return FeedForward(8, 12, dtype=None, rngs=rngs)
+
+    loop_rngs, stack_rngs = nnx.Rngs(3), nnx.Rngs(3)
+    loop = [make(loop_rngs) for _ in range(3)]
+    stacked = build_layers(make, 3, stack_rngs)
+    assert layer_count(stacked) == 3
+    for i, layer in enumerate(loop):
+        for a, b in zip(jax.tree.leaves(nnx.state(take_layers(stacked, i))), jax.tree.leaves(nnx.state(layer))):
+            np.testing.assert_array_equal(a, b)
+    assert np.array_equal(jax.random.key_data(loop_rngs.params()), jax.random.key_data(stack_rngs.params()))

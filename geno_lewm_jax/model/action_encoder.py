@@ -30,6 +30,7 @@ from geno_lewm_jax.model.attention import Attention
 from geno_lewm_jax.model.blocks import gelu, layer_norm
 from geno_lewm_jax.model.featurize import DEFAULT_MAX_WINDOW_BP, NUM_EDIT_TYPES, PAD_ID, SLOTS, EditFeatures
 from geno_lewm_jax.model.initializers import standard_normal, torch_linear, torch_packed_qkv
+from geno_lewm_jax.model.params import initialized
 from geno_lewm_jax.model.validation import is_traced
 
 D_POS = 128
@@ -179,8 +180,9 @@ def _check_features(features: Any, max_window_bp: int) -> None:
 
 
 def build_action_encoder(config: Any, *, seed: int = 0) -> ActionEncoder:
-    """The action encoder a config describes (reads action.{d_action,max_window_bp})."""
-    return ActionEncoder(d_action=config.action.d_action, max_window_bp=config.action.max_window_bp, rngs=nnx.Rngs(seed))
+    """The action encoder a config describes (reads action.{d_action,max_window_bp}); one init program."""
+    action = config.action
+    return initialized(ActionEncoder, seed=seed, d_action=action.d_action, max_window_bp=action.max_window_bp)
 
 
 def padding_row_mask(params: Any) -> Any:

@@ -4,7 +4,9 @@ Three kinds, as in the reference: a state->action cross block (the state token
 reads the actions; one LayerNorm shared by query and memory), an
 action->state cross block (each action reads the state and the actions up to
 itself; separate query and memory norms; padded steps keep their input
-values) and a bidirectional self-attention block over all tokens.
+values) and a bidirectional self-attention block over all tokens. The
+predictor alternates the two cross kinds, so it scans over
+:class:`CrossPair` (one of each) to compile a single cross body.
 """
 
 from __future__ import annotations
@@ -110,3 +112,14 @@ class SelfAttentionBlock(nnx.Module):
         normed = self.attn_norm(tokens)
         tokens = tokens[:, keys_only:] + self.attn(normed[:, keys_only:], normed, token_mask[:, None, :])
         return tokens + self.ffn(self.ffn_norm(tokens))
+
+
+class CrossPair(nnx.Module):
+    """A state->action block then an action->state block: the unit the predictor's cross stack repeats."""
+
+    def __init__(self, d_hidden: int, n_heads: int, ffn_dim: int, *, dtype: jnp.dtype | None, rngs: nnx.Rngs) -> None:
+        self.state_to_action = StateToActionBlock(d_hidden, n_heads, ffn_dim, dtype=dtype, rngs=rngs)
+        self.action_to_state = ActionToStateBlock(d_hidden, n_heads, ffn_dim, dtype=dtype, rngs=rngs)
+
+    def __call__(self, state: jax.Array, actions: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.action_to_state(*self.state_to_action(state, actions, mask), mask)

@@ -20,6 +20,20 @@ identical to the non-causal forward. The price is K times the token work
 (the views cannot share state: the action tokens of view k read view k's state
 token in the action->state blocks).
 
+Layer stacks. Blocks of one type hold their parameters stacked on a leading
+layer axis and run as one ``jax.lax.scan`` (:mod:`geno_lewm_jax.model.layer_stack`),
+so XLA compiles one body per block type instead of one per block: the cross
+blocks as ``cross_pairs`` (a state->action then an action->state block per
+layer; an odd last state->action block is ``cross_last``), the self blocks
+but the last as ``self_blocks``. The last self block, ``last_self_block``,
+runs on its own because it updates only the action tokens it reads out (the
+state token is still a key there), which saves its state row's query, output
+and feed-forward work: its output has one token fewer, so it cannot share
+the scan's carry. ``remat=True`` recomputes the scanned bodies' activations
+in the backward pass (less memory, one more forward); ``scan_layers=False``
+unrolls the same scans into straight-line code. Weights map to and from the
+reference's per-layer names in :mod:`geno_lewm_jax.interop`.
+
 ``compute_dtype="bfloat16"`` runs every Linear (and attention) in bf16 with
 float32 params, float32 LayerNorm outputs, a float32 residual stream, float32
 softmax and a float32 readout normalisation.
@@ -35,7 +49,7 @@ from flax import nnx
 
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.model.blocks import (
-    ActionToStateBlock,
+    CrossPair,
     SelfAttentionBlock,
     StateToActionBlock,
     dense,
@@ -43,6 +57,8 @@ from geno_lewm_jax.model.blocks import (
     layer_norm,
 )
 from geno_lewm_jax.model.initializers import embedding_normal, zeros
+from geno_lewm_jax.model.layer_stack import build_layers, scan_layers, take_layers
+from geno_lewm_jax.model.params import initialized
 from geno_lewm_jax.model.validation import check_forward_inputs
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -75,6 +91,8 @@ class Predictor(nnx.Module):
         max_actions: int = 16,
         causal: bool = False,
         compute_dtype: str = "float32",
+        remat: bool = False,
+        scan_layers: bool = True,
         rngs: nnx.Rngs,
     ) -> None:
         for name, value, minimum in (
@@ -98,14 +116,17 @@ class Predictor(nnx.Module):
                 f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}",
                 details={"field": "compute_dtype", "value": repr(compute_dtype)},
             )
-        if not isinstance(causal, bool):
-            raise InputError(f"causal must be a bool, got {causal!r}", details={"field": "causal"})
+        for name, flag in (("causal", causal), ("remat", remat), ("scan_layers", scan_layers)):
+            if not isinstance(flag, bool):
+                raise InputError(f"{name} must be a bool, got {flag!r}", details={"field": name})
         self.d_state = d_state
         self.d_action = d_action
         self.d_hidden = d_hidden
         self.max_actions = max_actions
         self.causal = causal
         self.compute_dtype = compute_dtype
+        self.remat = remat
+        self.scan_layers = scan_layers
         dtype = COMPUTE_DTYPES[compute_dtype]
 
         self.state_projection = None if d_state == d_hidden else dense(d_state, d_hidden, dtype=dtype, rngs=rngs)
@@ -113,13 +134,15 @@ class Predictor(nnx.Module):
         embed = dict(param_dtype=jnp.float32, embedding_init=embedding_normal, rngs=rngs)
         self.token_type_embedding = nnx.Embed(2, d_hidden, **embed)
         self.step_position_embedding = nnx.Embed(max_actions + 1, d_hidden, **embed)
-        kinds = (StateToActionBlock, ActionToStateBlock)
-        self.cross_blocks = nnx.List(
-            [kinds[i % 2](d_hidden, n_heads, ffn_dim, dtype=dtype, rngs=rngs) for i in range(n_cross_layers)]
-        )
-        self.self_blocks = nnx.List(
-            [SelfAttentionBlock(d_hidden, n_heads, ffn_dim, dtype=dtype, rngs=rngs) for _ in range(n_self_layers)]
-        )
+        block = dict(d_hidden=d_hidden, n_heads=n_heads, ffn_dim=ffn_dim, dtype=dtype)
+        pairs = n_cross_layers // 2
+        self.cross_pairs = build_layers(lambda r: CrossPair(**block, rngs=r), pairs, rngs) if pairs else None
+        self.cross_last = StateToActionBlock(**block, rngs=rngs) if n_cross_layers % 2 else None
+        selfs = None
+        if n_self_layers:
+            selfs = build_layers(lambda r: SelfAttentionBlock(**block, rngs=r), n_self_layers, rngs)
+        self.self_blocks = take_layers(selfs, slice(0, n_self_layers - 1)) if n_self_layers > 1 else None
+        self.last_self_block = take_layers(selfs, n_self_layers - 1) if n_self_layers else None
         self.readout_hidden = dense(d_hidden, d_hidden, dtype=dtype, rngs=rngs)
         self.readout_norm = layer_norm(d_hidden, rngs)
         self.readout_out = nnx.Linear(
@@ -153,16 +176,21 @@ class Predictor(nnx.Module):
             action_tokens = action_tokens.reshape(batch * steps, steps, hidden)
             prefix = jnp.arange(steps)[None, :] <= jnp.arange(steps)[:, None]  # [view, step]
             key_mask = (mask[:, None, :] & prefix[None]).reshape(batch * steps, steps)
-        for block in self.cross_blocks:
-            state_token, action_tokens = block(state_token, action_tokens, key_mask)
+        scan = dict(remat=self.remat, unroll=not self.scan_layers)
+        if self.cross_pairs is not None:
+            state_token, action_tokens = scan_layers(
+                self.cross_pairs, lambda pair, c: pair(*c, key_mask), (state_token, action_tokens), **scan
+            )
+        if self.cross_last is not None:
+            state_token, action_tokens = self.cross_last(state_token, action_tokens, key_mask)
         tokens = jnp.concatenate([state_token, action_tokens], axis=1)
         token_mask = jnp.concatenate([jnp.ones_like(key_mask[:, :1]), key_mask], axis=1)
-        n_self = len(self.self_blocks)
-        for i in range(n_self):
-            # Only the action tokens are read out: the last block updates them alone (the state token
-            # is still a key there), which saves its state row's query, output and feed-forward work.
-            tokens = self.self_blocks[i](tokens, token_mask, keys_only=1 if i == n_self - 1 else 0)
-        outputs = tokens if n_self else tokens[:, 1:]
+        if self.self_blocks is not None:
+            tokens = scan_layers(self.self_blocks, lambda block, t: block(t, token_mask), tokens, **scan)
+        if self.last_self_block is None:
+            outputs = tokens[:, 1:]
+        else:  # only the action tokens are read out: the state token is a key here, not updated
+            outputs = self.last_self_block(tokens, token_mask, keys_only=1)
         if views:
             diagonal = jnp.arange(steps)
             outputs = outputs.reshape(batch, steps, steps, -1)[:, diagonal, diagonal]
@@ -200,9 +228,11 @@ def _linear_f32(layer: nnx.Linear, x: jax.Array) -> jax.Array:
 
 
 def build_predictor(config: Any, *, seed: int = 0) -> Predictor:
-    """The predictor a config describes (reads predictor.* and action.{d_action,max_len})."""
+    """The predictor a config describes (reads predictor.* and action.{d_action,max_len}); one init program."""
     p = config.predictor
-    return Predictor(
+    return initialized(
+        Predictor,
+        seed=seed,
         d_state=p.d_state,
         d_action=config.action.d_action,
         d_hidden=p.d_hidden,
@@ -213,5 +243,6 @@ def build_predictor(config: Any, *, seed: int = 0) -> Predictor:
         max_actions=config.action.max_len,
         causal=p.causal,
         compute_dtype=p.compute_dtype,
-        rngs=nnx.Rngs(seed),
+        remat=p.remat,
+        scan_layers=p.scan_layers,
     )

@@ -15,7 +15,15 @@ from typing import Any
 from geno_lewm_jax import config as cfg
 from geno_lewm_jax.errors import CheckpointMismatchError
 
-META_SCHEMA = "geno_lewm_jax.checkpoint/1"
+META_SCHEMA = "geno_lewm_jax.checkpoint/2"
+"""/2: the predictor's same-typed blocks are stacked on a leading layer axis (issue 14's layer
+scan); /1 checkpoints hold one entry per block and cannot be restored into the stacked modules."""
+_LAYOUT_CHANGES = {
+    "geno_lewm_jax.checkpoint/1": (
+        "it was written before the predictor stacked its same-typed blocks on a layer axis"
+        " (one entry per block then, one stacked entry per block type now)"
+    ),
+}
 SKILL_FIELDS = ("val_delta_r2", "val_cos_skill")
 """The skill over the no-change baseline that a run's summaries report (see training.skill)."""
 
@@ -50,6 +58,8 @@ RESUME_FREE_FIELDS = (
     "observability.wandb_mode",
     "runtime.compilation_cache_dir",
     "runtime.torch_cpu_threads",
+    "predictor.remat",
+    "predictor.scan_layers",
 )
 
 
@@ -139,15 +149,23 @@ def run_identity(
     return identity
 
 
+def check_schema(meta: dict[str, Any], checkpoints: Path, *, remediation: str) -> None:
+    """Refuse a checkpoint whose meta schema this version cannot read, saying what changed."""
+    schema = meta.get("schema")
+    if schema == META_SCHEMA:
+        return
+    why = _LAYOUT_CHANGES.get(schema, "its meta schema is not this version's")
+    raise CheckpointMismatchError(
+        f"{checkpoints} holds a checkpoint this version cannot read (schema {schema!r}, expected {META_SCHEMA!r}):"
+        f" {why}",
+        details={"path": str(checkpoints), "schema": schema, "expected": META_SCHEMA},
+        remediation=remediation,
+    )
+
+
 def check_resumable(meta: dict[str, Any], config: cfg.Config, run_dir: Path) -> None:
     """Refuse a checkpoint of another run or config unless ``runtime.allow_config_change``."""
-    checkpoints = run_dir / "checkpoints"
-    if meta.get("schema") != META_SCHEMA:
-        raise CheckpointMismatchError(
-            f"{checkpoints} holds checkpoints this version cannot resume (schema {meta.get('schema')!r})",
-            details={"path": str(run_dir), "schema": meta.get("schema")},
-            remediation="Use a new --run_dir.",
-        )
+    check_schema(meta, run_dir / "checkpoints", remediation="Use a new --run_dir.")
     saved = cfg.from_dict(meta["config"], validate_ranges=False)
     differing = {k: v for k, v in cfg.diff(saved, config).items() if k not in RESUME_FREE_FIELDS}
     if differing and not config.runtime.allow_config_change:
@@ -159,4 +177,4 @@ def check_resumable(meta: dict[str, Any], config: cfg.Config, run_dir: Path) -> 
         )
 
 
-__all__ = ["META_SCHEMA", "RESUME_FREE_FIELDS", "SKILL_FIELDS", "RunState", "check_resumable", "run_identity"]
+__all__ = ["META_SCHEMA", "RESUME_FREE_FIELDS", "SKILL_FIELDS", "RunState", "check_resumable", "check_schema", "run_identity"]
