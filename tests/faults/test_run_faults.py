@@ -118,6 +118,28 @@ def test_resume_moves_a_corrupt_meta_and_an_empty_newest_dir_aside(finished_run,
     assert tree_digest(run_dir / "checkpoints" / "2") == kept
 
 
+def as_written_before_layer_stacking(run_dir: Path) -> None:
+    """Mark every checkpoint of ``run_dir`` as meta schema /1 (the per-block layout before issue 14)."""
+    for metadata in (run_dir / "checkpoints").glob("*/meta/metadata"):
+        meta = json.loads(metadata.read_text())
+        metadata.write_text(json.dumps({**meta, "schema": "geno_lewm_jax.checkpoint/1"}))
+
+
+def test_checkpoints_of_the_per_block_layout_are_refused_by_resume_and_export(finished_run, make_config, train, tmp_path, capsys):
+    from geno_lewm_jax.export import main as export_main
+
+    run_dir = copy_run(finished_run, tmp_path)
+    as_written_before_layer_stacking(run_dir)
+    before = tree_digest(run_dir)
+    code = run_cli(lambda: train(make_config(run_dir)))
+    line = assert_one_typed_line(capsys.readouterr().err, "INPUT.CHECKPOINT_MISMATCH")
+    assert code == 2 and "checkpoint/1" in line and "stacked" in line
+    code = export_main(["export", f"--run_dir={run_dir}", f"--out={tmp_path / 'out'}", "--allow_reference_mismatch"])
+    line = assert_one_typed_line(capsys.readouterr().err, "INPUT.CHECKPOINT_MISMATCH")
+    assert code == 2 and "stacked" in line and not (tmp_path / "out").exists()
+    assert tree_digest(run_dir) == before and not (run_dir / ".lock").exists()
+
+
 # --- faults during a run ----------------------------------------------------------------------------
 def test_disk_full_during_a_save_stops_the_run_and_never_logs_that_checkpoint(make_config, train, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
