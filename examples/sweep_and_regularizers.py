@@ -4,8 +4,11 @@
    (``--sweep=seed:0,1,2,3``), reading one batch stream; the table is the run's
    ``metrics.json`` sweep section (also in ``sweep_results.csv``).
 2. A regulariser comparison: one run per ``--regularizer`` (lejepa_kl, the
-   reference's, against sigreg and none). A regulariser changes the program,
-   not just a number in it, so these are separate runs rather than a sweep.
+   reference's, against sigreg and none), in ``--phase=phase2``, the phase that
+   adds ``gamma * R`` to the loss (the embedded default trains phase1, where
+   every regulariser is only logged and the three runs would be one). A
+   regulariser changes the program, not just a number in it, so these are
+   separate runs rather than a sweep.
 
     python examples/sweep_and_regularizers.py [--run_root runs/examples] [any main-job flag ...]
 
@@ -29,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 SWEEP = "seed:0,1,2,3"
 REGULARIZERS = ("lejepa_kl", "sigreg", "none")
+REGULARIZER_PHASE = "--phase=phase2"  # the regulariser is in the loss only in phase2 (your flags may override it)
 # The columns of both tables: final training loss, then the last validation's losses, skill over
 # the no-change baseline (delta_r2 > 0 beats predicting "nothing changed") and collapse diagnostics.
 COLUMNS = (
@@ -45,16 +49,6 @@ def train(flags: list[str]) -> dict[str, Any]:
     config = config_from_argv(["example", f"--flagfile={REPO / 'configs' / 'tiny.flags'}", *flags])
     run_job(config)
     return json.loads((Path(config.runtime.run_dir).expanduser() / "metrics.json").read_text())
-
-
-def has_flag(name: str) -> bool:
-    from absl import flags
-
-    from geno_lewm_jax.flags import define_flags
-
-    defined = flags.FlagValues()
-    define_flags(defined)
-    return name in defined
 
 
 def run_summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -88,12 +82,9 @@ def main(argv: list[str]) -> int:
     sweep = train([*flags, f"--sweep={SWEEP}", f"--run_dir={root / 'seed_sweep'}"])["sweep"]
     print_table(f"seed sweep ({SWEEP}; one vmapped step, one data stream)", sweep["variants"], ("variant", *sweep["fields"]))
 
-    if not has_flag("regularizer"):
-        print("\nregularizer comparison skipped: this version of geno-lewm-jax has no --regularizer flag")
-        return 0
     rows = []
     for name in REGULARIZERS:
-        metrics = train([*flags, f"--regularizer={name}", f"--run_dir={root / f'regularizer_{name}'}"])
+        metrics = train([REGULARIZER_PHASE, *flags, f"--regularizer={name}", f"--run_dir={root / f'regularizer_{name}'}"])
         rows.append({"regularizer": name, **run_summary(metrics)})
     print_table("regularizer comparison", rows, ("regularizer",))
     return 0
