@@ -4,11 +4,12 @@
    (``--sweep=seed:0,1,2,3``), reading one batch stream; the table is the run's
    ``metrics.json`` sweep section (also in ``sweep_results.csv``).
 2. A regulariser comparison: one run per ``--regularizer`` (lejepa_kl, the
-   reference's, against sigreg and none), in ``--phase=phase2``, the phase that
-   adds ``gamma * R`` to the loss (the embedded default trains phase1, where
-   every regulariser is only logged and the three runs would be one). A
-   regulariser changes the program, not just a number in it, so these are
-   separate runs rather than a sweep.
+   reference's, against sigreg and none) on the predictions, in phase2
+   (``REGULARIZER_FLAGS``). The embedded default trains phase1, where every
+   regulariser is only logged; and the reference computes it on the targets,
+   which come from the frozen Carbon and carry no gradient. Either way the three
+   runs would train the same model. A regulariser changes the program, not
+   just a number in it, so these are separate runs rather than a sweep.
 
     python examples/sweep_and_regularizers.py [--run_root runs/examples] [any main-job flag ...]
 
@@ -32,7 +33,9 @@ sys.path.insert(0, str(REPO))
 
 SWEEP = "seed:0,1,2,3"
 REGULARIZERS = ("lejepa_kl", "sigreg", "none")
-REGULARIZER_PHASE = "--phase=phase2"  # the regulariser is in the loss only in phase2 (your flags may override it)
+# gamma * R is in the loss only in phase2, and R reaches the predictor only when computed on its
+# predictions (your flags come after these and may override them).
+REGULARIZER_FLAGS = ("--phase=phase2", "--kl_source=predictions")
 # The columns of both tables: final training loss, then the last validation's losses, skill over
 # the no-change baseline (delta_r2 > 0 beats predicting "nothing changed") and collapse diagnostics.
 COLUMNS = (
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> int:
 
     rows = []
     for name in REGULARIZERS:
-        metrics = train([REGULARIZER_PHASE, *flags, f"--regularizer={name}", f"--run_dir={root / f'regularizer_{name}'}"])
+        metrics = train([*REGULARIZER_FLAGS, *flags, f"--regularizer={name}", f"--run_dir={root / f'regularizer_{name}'}"])
         rows.append({"regularizer": name, **run_summary(metrics)})
     print_table("regularizer comparison", rows, ("regularizer",))
     return 0

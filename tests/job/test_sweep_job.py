@@ -85,6 +85,7 @@ def test_the_example_prints_a_row_per_seed_and_per_regularizer(example_run):
     rows = [r.split() for r in out[out.index("regularizer comparison"):].splitlines()[2:5]]
     assert [r[0] for r in rows] == list(example.REGULARIZERS)
     assert len({r[1] for r in rows}) == 3  # train_loss: each regulariser is in the loss (phase2), so no two agree
+    assert len({r[4] for r in rows}) == 3  # val_pred_loss: and each trains the predictor differently
 
 
 def test_progress_and_validation_events_carry_every_variant(example_run):
