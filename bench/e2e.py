@@ -14,9 +14,13 @@ and one with the ratios:
   compositional stand-in of the embedded default.
 
 ``--loop_overhead`` measures the loop alone instead: the tiny config with a warm
-feature cache (no Carbon forward) and a warm compile cache, its steady-state
-iteration time (validation and checkpoints left out) against the bare jitted
-step replaying the same batches back to back, timed in the same run.
+feature cache (no Carbon forward) and a warm compile cache, against the bare
+jitted step replaying the same batches back to back, timed in the same run.
+Two timed runs: one validating and checkpointing only at its last step, whose
+progress windows after the last K bucket's first use give the steady-state
+iteration (dispatch, producer hand-off, the log-cadence fetch and logging);
+and one at the tiny config's own cadence (validation every 50 steps, a save
+every 100), whose whole-run figure adds what that periodic work costs.
 
 ``--warm_cache`` adds a third line: our job twice more with a fresh persistent
 compilation cache, reporting the second run (what every restart of the same
@@ -97,13 +101,13 @@ def run_reference(
             "first_step_s": ends[0] - started, "wall_s": wall}
 
 
-def _tiny_config(root: Path, run_dir: Path, steps: int):
+def _tiny_config(root: Path, run_dir: Path, steps: int, *extra: str):
     from geno_lewm_jax.flags import config_from_argv
 
     return config_from_argv([
         "bench", "--flagfile=configs/tiny.flags", f"--max_steps={steps}", f"--model_dir={root / 'carbon'}",
         f"--dataset_dir={root / 'snapshot'}", f"--run_dir={run_dir}", f"--feature_cache_dir={root / 'features'}",
-        f"--compilation_cache_dir={root / 'xla-cache'}", "--nobootstrap_missing",
+        f"--compilation_cache_dir={root / 'xla-cache'}", "--nobootstrap_missing", *extra,
     ])
 
 
@@ -143,6 +147,30 @@ def _bare_step_seconds(config, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def _progress(run_dir: Path) -> list[dict]:
+    events = [json.loads(line) for line in (run_dir / "train.log").read_text().splitlines()]
+    return [e for e in events if e["event"] == "train.progress"]
+
+
+def _last_first_use(config, steps: int) -> int:
+    """The step at which the run first meets the last of its K buckets (its program is loaded then)."""
+    from geno_lewm_jax.data import TupleStream, load_snapshot
+
+    stream = TupleStream.from_config(load_snapshot(config.data.dataset_dir), config)
+    first: dict[int, int] = {}
+    for step, batch in enumerate(stream.take(steps), 1):
+        first.setdefault(batch.k_bucket, step)
+    return max(first.values())
+
+
+def _steady_iteration_seconds(progress: list[dict], after_step: int) -> float:
+    """Seconds per iteration over the progress windows that start at or after ``after_step``,
+    without the (final) validation and checkpoint."""
+    windows = [(a["step"], b) for a, b in zip(progress, progress[1:]) if a["step"] >= after_step]
+    busy = sum(b["time_wall"] - b["time_validation"] - b["time_checkpoint"] for _, b in windows)
+    return busy / (windows[-1][1]["step"] - windows[0][0])
+
+
 def loop_overhead(steps: int) -> dict:
     """The tiny job's steady-state iteration time against its bare step (see the module docstring)."""
     from bridge import write_standin
@@ -157,20 +185,20 @@ def loop_overhead(steps: int) -> dict:
     warmup = _tiny_config(root, root / "warmup", steps)
     use_compilation_cache(warmup)
     run_carbon_training(warmup)  # fills the feature cache and the compile cache
-    report = run_carbon_training(_tiny_config(root, root / "timed", steps))
-    progress = [json.loads(line) for line in (report.run_dir / "train.log").read_text().splitlines()]
-    progress = [e for e in progress if e["event"] == "train.progress"]
+    only_at_end = (f"--collapse_log_every_steps={steps}", f"--checkpoint_every_steps={steps}")
+    steady_run = run_carbon_training(_tiny_config(root, root / "steady", steps, *only_at_end))
+    cadence_run = run_carbon_training(_tiny_config(root, root / "cadence", steps))
     bare_s = _bare_step_seconds(warmup, steps)
-    # every iteration but those compiling a new K bucket, validations and checkpoints included
-    steady_s = warmup.data.batch_size / report.tuples_per_second
-    out = {"mode": "loop_overhead", "steps": steps, "bare_step_ms": bare_s * 1e3, "loop_iteration_ms": steady_s * 1e3,
-           "ratio": steady_s / bare_s}
-    if "time_wall" in progress[-1]:  # the phase timeline: iterations alone, validations and checkpoints left out
-        windows = progress[1:]  # after the first step's compiles
-        busy = sum(e["time_wall"] - e["time_validation"] - e["time_checkpoint"] for e in windows)
-        train_s = busy / (windows[-1]["step"] - progress[0]["step"])
-        out.update(train_iteration_ms=train_s * 1e3, train_ratio=train_s / bare_s)
-    return {**out, "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+    after = _last_first_use(warmup, steps)
+    steady_s = _steady_iteration_seconds(_progress(steady_run.run_dir), after)
+    # every iteration but those loading a new K bucket's program, validations and checkpoints included
+    cadence_s = warmup.data.batch_size / cadence_run.tuples_per_second
+    return {
+        "mode": "loop_overhead", "steps": steps, "bare_step_ms": bare_s * 1e3,
+        "steady_iteration_ms": steady_s * 1e3, "ratio": steady_s / bare_s, "steady_from_step": after,
+        "with_tiny_cadence_iteration_ms": cadence_s * 1e3, "with_tiny_cadence_ratio": cadence_s / bare_s,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
 
 
 def main() -> None:
