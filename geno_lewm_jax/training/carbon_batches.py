@@ -2,7 +2,8 @@
 
 ``encode_training_batch`` pools every distinct (window, locus) pair of a batch
 once (a source shared by several rows, or a target equal to another row's, is
-encoded a single time), then gathers rows on device. Without a feature cache
+encoded a single time), then gathers the rows: in numpy when the features are
+in host memory, on the accelerator otherwise. Without a feature cache
 the pooled matrix arrives from torch through DLPack with no copy; with one,
 cached rows are read back and only the misses go through Carbon.
 
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -90,20 +92,38 @@ def encode_training_batch(
     if k < longest:
         raise InputError(f"k={k} is shorter than the longest rollout ({longest} steps)", details={"field": "k"})
     pooled = (encode_fn or encoder.encode_batch_jax)(sequences, loci)
-    # Host features (the cache, a CPU encoder) are gathered in numpy and placed once by the
-    # trainer's prepare; device features (DLPack from CUDA) are gathered where they are.
-    xp = np if isinstance(pooled, np.ndarray) else jnp
-    pooled = xp.asarray(pooled, dtype=xp.float32)
     source_idx = np.array([r[0] for r in rows], dtype=np.int32)
     target_idx = np.zeros((len(rows), k), dtype=np.int32)
     mask = np.zeros((len(rows), k), dtype=bool)
     for b, r in enumerate(rows):
         target_idx[b, : len(r) - 1] = r[1:]
         mask[b, : len(r) - 1] = True
-    state = pooled[source_idx]
-    targets = xp.where(xp.asarray(mask)[..., None], pooled[target_idx], xp.float32(0.0))
+    if _on_host(pooled):
+        # Host features (the cache, a CPU encoder) are gathered in numpy (a CPU jax.Array is read
+        # in place) and placed once by the trainer's prepare.
+        pooled = np.asarray(pooled, dtype=np.float32)
+        state = pooled[source_idx]
+        targets = np.where(mask[..., None], pooled[target_idx], np.float32(0.0))
+    else:
+        state, targets = _gather_on_device(pooled, source_idx, target_idx, mask)
     features = featurize_edits([t.edits for t in tuples], k=k, max_window_bp=max_window_bp)
     return TrainerBatch(state=state, targets=targets, features=features, action_mask=mask)
+
+
+def _on_host(pooled: Any) -> bool:
+    """Whether pooled features live in host memory (numpy, or a jax.Array on CPU devices)."""
+    if isinstance(pooled, np.ndarray):
+        return True
+    devices = getattr(pooled, "devices", None)
+    return devices is not None and all(d.platform == "cpu" for d in devices())
+
+
+@jax.jit
+def _gather_on_device(pooled: jax.Array, source_idx: jax.Array, target_idx: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Rows of accelerator-resident features, as one program per shape (eager indexing would
+    compile its own half-dozen small programs for every distinct count of pooled rows)."""
+    pooled = pooled.astype(jnp.float32)
+    return pooled[source_idx], jnp.where(mask[..., None], pooled[target_idx], jnp.float32(0.0))
 
 
 @dataclasses.dataclass(frozen=True)
