@@ -55,7 +55,7 @@ from geno_lewm_jax.sinks import MetricsFanout, open_run_metrics, require_package
 from geno_lewm_jax.sweep.results import write_sweep_plot, write_sweep_results
 from geno_lewm_jax.sweep.trainer import SweepTrainer, variant_init_seeds
 from geno_lewm_jax.training.carbon_batches import BatchProducer, StateEncoder, encode_training_batch
-from geno_lewm_jax.training.loop import LoopParts, TrainingLoop
+from geno_lewm_jax.training.loop import HeldOutBatch, LoopParts, TrainingLoop
 from geno_lewm_jax.training.reproducibility import configure_reproducibility
 from geno_lewm_jax.training.run_state import RESUME_FREE_FIELDS, RunState, check_resumable, run_identity
 from geno_lewm_jax.training.run_summary import (
@@ -297,6 +297,8 @@ class _Encoding:
     encoder: StateEncoder
     cache: Any = None
     counts: Any = None
+    # One batch at a time: the producer's and the validation batch's encodings share the encoder and the cache.
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, config: cfg.Config, encoder: StateEncoder) -> "_Encoding":
@@ -314,7 +316,7 @@ class _Encoding:
 
     def encode(self, tuples: Any, k: int) -> Any:
         side_stream = getattr(self.encoder, "side_stream", contextlib.nullcontext)
-        with side_stream():
+        with self.lock, side_stream():
             return encode_training_batch(
                 encoder=self.encoder,
                 tuples=tuples,
@@ -372,9 +374,7 @@ def _announce(log: MetricsFanout, config: cfg.Config, state: RunState, skipped: 
 
 
 def _validation_batch(snapshot: Any, config: cfg.Config, encoding: _Encoding) -> Any:
-    """The held-out batch every validation (and the collapse monitor) reads; None when disabled."""
-    if config.training.validation_batches <= 0:
-        return None
+    """The held-out batch every validation (and the collapse monitor) reads."""
     from geno_lewm_jax.data import TupleStream
     from geno_lewm_jax.data.stream import bucket_for
 
@@ -476,9 +476,11 @@ def run_carbon_training(
         producer_timeline = PhaseTally(PRODUCER_PHASES)
         if hasattr(encoder, "timeline"):
             encoder.timeline = producer_timeline
-        if config.training.validation_batches > 0:
-            display.phase(f"encoding {config.training.validation_batches} validation batches")
-        val_batch = _validation_batch(snapshot, config, encoding)
+        val_batch = (
+            HeldOutBatch(lambda: _validation_batch(snapshot, config, encoding))
+            if config.training.validation_batches > 0
+            else None
+        )
         res.producer = BatchProducer(
             train_stream,
             lambda tb: encoding.encode(tb.tuples, tb.k_bucket),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +45,26 @@ def collapse_alert_line(step: int, check: CollapseCheck) -> str:
     return f"collapse alert at step {step}: {tripped}; see train.log"
 
 
+class HeldOutBatch:
+    """The validation batch, made on first use (once, by whichever thread asks first).
+
+    Encoding it is Carbon work the first step does not need: the baseline
+    evaluation asks for it after step 1 is dispatched, so a cold start does not
+    wait for it.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make: Callable[[], Any] | None = make
+        self._batch: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._make is not None:
+                self._batch, self._make = self._make(), None
+            return self._batch
+
+
 class StepZeroBaseline:
     """The untrained model's validation, evaluated once and recorded before any later one.
 
@@ -54,7 +75,7 @@ class StepZeroBaseline:
     in the same order.
     """
 
-    def __init__(self, trainer: Trainer, val_batch: Any) -> None:
+    def __init__(self, trainer: Trainer, val_batch: "HeldOutBatch") -> None:
         self._trainer = trainer
         self._val_batch = val_batch
         self._params: Any = trainer.params_snapshot()
@@ -66,11 +87,11 @@ class StepZeroBaseline:
         params, self._params = self._params, None
         if jax.process_count() > 1:
             done: Future = Future()
-            done.set_result(self._trainer.eval_step(self._val_batch, params))
+            done.set_result(self._trainer.eval_step(self._val_batch.get(), params))
             self._pending = done
             return
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline")
-        self._pending = worker.submit(lambda: jax.block_until_ready(self._trainer.eval_step(self._val_batch, params)))
+        self._pending = worker.submit(lambda: jax.block_until_ready(self._trainer.eval_step(self._val_batch.get(), params)))
         worker.shutdown(wait=False)
 
     def take(self) -> EvalOutput | None:
@@ -121,7 +142,7 @@ class LoopParts:
     log: MetricsFanout  # every event goes through it: train.log, the history lists, TensorBoard, W&B
     display: ProgressDisplay
     producer: BatchProducer
-    val_batch: Any
+    val_batch: HeldOutBatch | None  # None: validation is off
     identity: dict[str, Any]  # run_identity(...): the fixed part of every checkpoint's meta
     stop: Any  # has .signal_name
     stop_after_step: int | None = None
@@ -272,7 +293,7 @@ class TrainingLoop:
             return None
         with self.timeline.phase("validation"):
             self._record_baseline()
-            return self._record_validation(self.state.step, self.trainer.eval_step(self.parts.val_batch))
+            return self._record_validation(self.state.step, self.trainer.eval_step(self.parts.val_batch.get()))
 
     def _record_validation(self, step: int, out: EvalOutput) -> CollapseCheck | None:
         check = self.trainer.check_collapse(out, step, logger=self.parts.log)
