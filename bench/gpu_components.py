@@ -58,8 +58,14 @@ def _host_batch(sizes: Sizes, batch: int, k: int) -> tuple[Any, Any]:
     return ours, ref
 
 
-def our_trainer(sizes: Sizes, compute_dtype: str) -> Any:
-    """The release predictor's Trainer (phase2 objective) at ``compute_dtype``, on every local device."""
+def our_trainer(sizes: Sizes, compute_dtype: str, abstract: bool = False) -> Any:
+    """The release predictor's Trainer (phase2 objective) at ``compute_dtype``, on every local device.
+
+    ``abstract``: modules from their shapes only (``nnx.eval_shape``), enough to
+    compile the step into the persistent cache without initialising anything.
+    """
+    from flax import nnx
+
     from geno_lewm_jax.config import load_config
     from geno_lewm_jax.model import build_action_encoder, build_predictor
     from geno_lewm_jax.training import Trainer
@@ -67,7 +73,25 @@ def our_trainer(sizes: Sizes, compute_dtype: str) -> Any:
     config = load_config(overrides={
         "training.max_steps": _TOTAL_STEPS, "phase": "phase2", "predictor.compute_dtype": compute_dtype, **sizes.step_overrides,
     })
-    return Trainer(build_predictor(config, seed=1), build_action_encoder(config, seed=2), None, config, _TOTAL_STEPS)
+    build = nnx.eval_shape if abstract else (lambda make: make())
+    predictor = build(lambda: build_predictor(config, seed=1))
+    action_encoder = build(lambda: build_action_encoder(config, seed=2))
+    return Trainer(predictor, action_encoder, None, config, _TOTAL_STEPS)
+
+
+def start_step_compiles(sizes: Sizes, batches: list[int], dtypes: list[str], k: int) -> list[tuple[Any, int, list[int]]]:
+    """Start compiling every train-step case, one Trainer each so all of them compile at once.
+
+    (One Trainer compiles its batch sizes one after another.) The step worker's
+    ``train_step_rows`` builds the same programs and reads them from the cache.
+    """
+    started = []
+    for b in batches:
+        for d in dtypes:
+            trainer = our_trainer(sizes, d, abstract=True)
+            trainer.precompile(b, [k])
+            started.append((trainer, b, [k]))
+    return started
 
 
 def _reference_trainer(sizes: Sizes) -> Any:
@@ -124,9 +148,7 @@ def train_step_rows(sizes: Sizes, batches: list[int], dtypes: list[str], k: int,
     yield {"section": "bf16_matmul", "n": sizes.matmul_n, "tflops": round(peak, 2), "device_kind": jax.devices()[0].device_kind}
     cases = [(b, d) for b in batches for d in dtypes]
     trainers = {d: our_trainer(sizes, d) for d in dtypes}
-    for b, d in cases:  # every program compiles at once, in the background, before anything is timed
-        trainers[d].precompile(b, [k])
-    for b, d in cases:
+    for b, d in cases:  # read back from the persistent cache the compile worker filled, before anything is timed
         trainers[d].precompile(b, [k], wait=True)
     reference = _reference_trainer(sizes)
     ours_counter, ref_counter = itertools.count(1), itertools.count(1)
@@ -154,28 +176,24 @@ def _sync_cuda(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def carbon_bound_row(config: Any, cache_dir: Path, batches: int, warmup: int = 2) -> dict:
-    """The Carbon forward alone over the job's own first ``batches`` batches, storing every state in the cache.
+def carbon_bound_row(encoder: Any, config: Any, batches: int, warmup: int = 1) -> dict:
+    """The Carbon forward alone over the job's own first ``warmup + batches`` batches.
 
     Each batch's distinct states go through ``CarbonEncoder.encode_batch_jax``
     exactly as the uncached job encodes them (``encode_training_batch``); only
     that call is timed (synchronised). The bound is the job's tuples/s if the
-    step and everything else were free. The pooled rows are written to the
-    feature cache afterwards (untimed), so a cached job over the same stream
-    positions (any batch size) finds every state.
+    step and everything else were free. A handful of batches gives the rate:
+    every batch of the stream costs the same within a few percent (same
+    window length, one state per tuple side).
     """
     import jax
-    from bridge import CarbonEncoder, FeatureCache
-    from bridge.cached import cache_keys
 
     from geno_lewm_jax.data import TupleStream, load_snapshot
     from geno_lewm_jax.training.carbon_batches import encode_training_batch
 
-    encoder = CarbonEncoder.from_config(config)
     stream = TupleStream.from_config(load_snapshot(Path(config.data.dataset_dir)), config)
     seconds: list[float] = []
     states: list[int] = []
-    calls: list[tuple[list, list, Any]] = []
 
     def timed_encode(sequences: Any, loci: Any) -> Any:
         _sync_cuda(encoder.device)
@@ -184,24 +202,20 @@ def carbon_bound_row(config: Any, cache_dir: Path, batches: int, warmup: int = 2
         _sync_cuda(encoder.device)
         seconds.append(time.perf_counter() - start)
         states.append(len(sequences))
-        calls.append((list(sequences), list(loci), pooled))
         return pooled
 
-    with FeatureCache(cache_dir) as cache:
-        for _ in range(batches):
-            tb = stream.next_batch()
-            encode_training_batch(encoder=encoder, tuples=tb.tuples, k=tb.k_bucket, max_window_bp=config.action.max_window_bp,
-                                  encode_fn=timed_encode)
-            sequences, loci, pooled = calls.pop()
-            cache.put_many(cache_keys(encoder, sequences, loci), np.asarray(pooled))
+    for _ in range(warmup + batches):
+        tb = stream.next_batch()
+        encode_training_batch(encoder=encoder, tuples=tb.tuples, k=tb.k_bucket, max_window_bp=config.action.max_window_bp,
+                              encode_fn=timed_encode)
     timed, n_states = sum(seconds[warmup:]), sum(states[warmup:])
     batch = config.data.batch_size
     return {
-        "section": "carbon_bound", "batch": batch, "batches_timed": len(seconds) - warmup,
-        "states_per_batch": round(n_states / max(1, len(seconds) - warmup), 1),
+        "section": "carbon_bound", "batch": batch, "batches_timed": batches, "warmup_batches": warmup,
+        "states_per_batch": round(n_states / max(1, batches), 1),
         "carbon_ms_per_batch_median": round(float(np.median(seconds[warmup:])) * 1e3, 2),
-        "states_per_s": round(n_states / timed, 1), "bound_tuples_per_s": round(batch * (len(seconds) - warmup) / timed, 2),
-        "cache_filled_tuples": batch * batches, "encode_batch_size": config.encoder.encode_batch_size,
+        "states_per_s": round(n_states / timed, 1), "bound_tuples_per_s": round(batch * batches / timed, 2),
+        "encode_batch_size": config.encoder.encode_batch_size,
     }
 
 
@@ -209,19 +223,18 @@ def _windows(rng: np.random.Generator, n: int, bp: int) -> list[str]:
     return ["".join(rng.choice(np.array(list("ACGT")), size=bp)) for _ in range(n)]
 
 
-def encoder_rows(config: Any, sizes: Sizes, window_bp: int, batches: list[int], repeats: int, ref_repeats: int) -> Iterator[dict]:
-    """CarbonEncoder against the reference's CarbonStateEncoder: windows/s at ``window_bp``, centred loci."""
-    from bridge import CarbonEncoder
+def encoder_rows(ours: Any, config: Any, sizes: Sizes, window_bp: int, batches: list[int], repeats: int,
+                 ref_repeats: int) -> Iterator[dict]:
+    """``ours`` (the bound's CarbonEncoder) against the reference's CarbonStateEncoder: windows/s at ``window_bp``."""
     from geno_lewm.encoder.carbon import CarbonStateEncoder
 
-    ours = CarbonEncoder.from_config(config)
     reference = CarbonStateEncoder(
         str(config.encoder.model_dir), "main", dtype=sizes.encoder["dtype"], state_layer=sizes.encoder["state_layer"],
         pool_radius=sizes.encoder["pool_radius"], device=sizes.device,
     )
     rng = np.random.default_rng(0)
-    warm = _windows(rng, 2, window_bp)
-    reference.encode_batch(warm, [window_bp // 2] * 2)  # CUDA context, kernels, allocator
+    # CUDA context, kernels, allocator: one window, as each costs ~0.9 s in the reference's Python pooling
+    reference.encode_batch(_windows(rng, 1, window_bp), [window_bp // 2])
     for b in batches:
         seqs = _windows(rng, b, window_bp)
         loci = [int(x) for x in rng.integers(0, window_bp, size=b)]
