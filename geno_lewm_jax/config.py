@@ -58,6 +58,10 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors absl's name
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+DEFAULT_K_BUCKETS = (1, 2, 3, 4, 8, 16)
+"""``training.k_buckets`` unless set: 3 fits the default K mix, whose batches have K <= 3."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
     """Carbon state encoder (runs in torch behind ``bridge``)."""
@@ -150,7 +154,7 @@ class TrainingConfig:
     stop_on_collapse: bool = _f(False, "Raise CollapseDetectedError when the monitor alerts.")
     validation_batches: int = _f(4, "Held-out batches fed to the collapse monitor.")
     k_buckets: tuple[int, ...] = _f(
-        (1, 2, 3, 4, 8, 16),
+        DEFAULT_K_BUCKETS,
         "Padded K values; one compiled step per bucket used (3 fits the default K mix, whose batches have K <= 3).",
     )
 

@@ -66,6 +66,7 @@ from geno_lewm_jax.data.snapshot import Snapshot
 from geno_lewm_jax.data.sources import DEFAULT_EDIT_SOURCE_COUNTS, EditSourceCount
 from geno_lewm_jax.data.tuples import KStepBuilder, LegacyBuilder, TrainingTuple, derive_seed
 from geno_lewm_jax.data.synthetic_edits import DEFAULT_EDGE_MARGIN
+from geno_lewm_jax.config import DEFAULT_K_BUCKETS
 from geno_lewm_jax.errors import DatasetError, InputError, InvalidConfigError
 
 CURSOR_FORMAT = "geno_lewm_jax.tuple_stream/1"
@@ -139,7 +140,7 @@ class TupleStream:
         seed: int = 0,
         stream: StreamMode = "kstep",
         split: Literal["train", "validation"] = "train",
-        k_buckets: Sequence[int] = (1, 2, 4, 8, 16),
+        k_buckets: Sequence[int] = DEFAULT_K_BUCKETS,
         max_len: int = 16,
         max_window_bp: int = 12288,
         mix: Sequence[EditSourceCount] = DEFAULT_EDIT_SOURCE_COUNTS,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from geno_lewm_jax.config import load_config
+from geno_lewm_jax.config import TrainingConfig, load_config
 from geno_lewm_jax.data import TupleStream, apply_edit, apply_edits
 from geno_lewm_jax.data.actions import check_disjoint, restore_length
 from geno_lewm_jax.data.rollouts import EDGE_MARGIN, NEIGHBOURHOOD_BP
@@ -92,13 +92,14 @@ def test_epochs_visit_every_tuple_once_in_a_fresh_order(default_snapshot):
 
 def test_kstep_tuples_and_batch_shapes(default_snapshot):
     stream = TupleStream(default_snapshot, batch_size=64, seed=0)
+    assert stream.k_buckets == TrainingConfig().k_buckets  # the library default is the config's
     batches = stream.take(60)
     steps, follow_types, sources = collections.Counter(), collections.Counter(), collections.Counter()
     for b in batches:
         assert len(b.tuples) == 64 and b.mask.shape == (64, b.k_bucket) and b.mask.dtype == bool
         assert b.loci.dtype == np.int32 and b.loci.shape == (64,)
         drawn = max(stream._kstep.drawn_steps(*stream.locate(b.index * 64 + r)) for r in range(64))
-        assert b.k_bucket == min(k for k in (1, 2, 4, 8, 16) if k >= drawn)
+        assert b.k_bucket == min(k for k in stream.k_buckets if k >= drawn)
         for row, t in enumerate(b.tuples):
             assert b.mask[row].tolist() == [k < t.steps for k in range(b.k_bucket)]
             assert t.window_id == hashlib.sha256(t.window.encode()).hexdigest()
