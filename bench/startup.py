@@ -1,21 +1,26 @@
-"""Start-up cost: the tiny job's time to its first step (cold and warm cache) and the release step's compiles.
+"""Start-up cost: a job's time to its first step (cold and warm cache) and the release step's compiles.
 
     python bench/startup.py [--buckets 1,2,3,4,8,16] [--batch 8] [--flag=--noscan_layers] [--time_steps N]
                             [--skip_job] [--skip_compile]
+    python bench/startup.py --device=cuda --job=release --buckets 1,2,3    # issue 14's GPU rows
 
 Prints JSON lines:
 
-* ``{"case": "tiny_job", "cache": "cold"|"warm", ...}``: ``python -m
-  geno_lewm_jax.main --flagfile=configs/tiny.flags --max_steps=1 --warmup_steps=0`` as a
-  subprocess, first with an empty persistent compilation cache, then again on
-  the cache the first run filled. ``first_step_s`` is the job's own figure
+* ``{"case": "tiny_job"|"release_job", "cache": "cold"|"warm", ...}``: ``python -m
+  geno_lewm_jax.main --max_steps=1 --warmup_steps=0`` as a subprocess, first with
+  an empty persistent compilation cache, then again on the cache the first run
+  filled. ``--job=tiny`` (the default) runs ``configs/tiny.flags`` on the CPU;
+  ``--job=release`` runs ``configs/carbon.flags`` on ``--device`` with a
+  Carbon-500M-shaped stand-in (random weights, ~0.9 GB, bf16) and a snapshot of
+  ``--window_bp`` windows (``--standin=tiny`` shrinks it to the tiny stand-in, a
+  check of the script on a CPU). ``first_step_s`` is the job's own figure
   (from the training call to the end of step 1, ``metrics.json``);
   ``launch_to_first_step_s`` runs from the subprocess launch to step 1's
   ``train.progress`` event (imports, bootstrap and preflight included).
   The stand-in Carbon and the synthetic snapshot are made once beforehand, so
   neither run pays for them.
 * ``{"case": "release_compile", "k": K, ...}``: the release recipe's step
-  (``configs/carbon.flags`` on this machine's devices, ``--batch`` rows) built
+  (``configs/carbon.flags`` on ``--device``, ``--batch`` rows) built
   from abstract modules, as the job builds it; for each K bucket the gradient
   program's lower and compile seconds (wall, and the compile's CPU seconds)
   and its XLA FLOP count (``gradients_gflop``, from the program with the layer
@@ -57,37 +62,58 @@ def _first_progress_time(log_path: Path) -> float | None:
     return None
 
 
-def tiny_job(root: Path, cache: Path, label: str) -> dict:
-    """One 1-step tiny job in a fresh run dir, compilation cache at ``cache``."""
-    run_dir = root / f"run-{label}"
+JOB_FLAGFILES = {"tiny": "configs/tiny.flags", "release": "configs/carbon.flags"}
+TINY_STANDIN_FLAGS = ("--d_state=64", "--state_layer=1", "--encoder_dtype=fp32")
+"""What the release recipe needs to run on the tiny stand-in (64 wide, 2 layers): ``--standin=tiny``."""
+
+
+def job_command(job: str, root: Path, run_dir: Path, cache: Path, device: str, standin: str) -> list[str]:
+    """The main job's command line for one first-step measurement (``job``: ``tiny`` or ``release``)."""
     command = [
-        sys.executable, "-m", "geno_lewm_jax.main", "--flagfile=configs/tiny.flags",
+        sys.executable, "-m", "geno_lewm_jax.main", f"--flagfile={JOB_FLAGFILES[job]}",
         "--max_steps=1", "--warmup_steps=0",
         f"--model_dir={root / 'carbon'}", f"--dataset_dir={root / 'snapshot'}", f"--run_dir={run_dir}",
         f"--compilation_cache_dir={cache}",
     ]
+    if job == "release":
+        command.append(f"--device={device}")
+        if standin == "tiny":
+            command.extend(TINY_STANDIN_FLAGS)
+    return command
+
+
+def first_step_job(job: str, root: Path, cache: Path, label: str, device: str, standin: str) -> dict:
+    """One 1-step job in a fresh run dir, compilation cache at ``cache``."""
+    run_dir = root / f"run-{label}"
     launched = time.time()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(job_command(job, root, run_dir, cache, device, standin), cwd=REPO, capture_output=True,
+                          text=True)
     if done.returncode:
-        raise SystemExit(f"the tiny job failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        raise SystemExit(f"the {job} job failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     wall = time.time() - launched
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     first = _first_progress_time(run_dir / "train.log")
-    return {"case": "tiny_job", "cache": label, "first_step_s": metrics["first_step_seconds"],
+    return {"case": f"{job}_job", "cache": label, "device": device if job == "release" else "cpu",
+            "first_step_s": metrics["first_step_seconds"],
             "launch_to_first_step_s": None if first is None else first - launched, "process_wall_s": wall}
 
 
-def run_tiny_jobs() -> None:
+def run_jobs(job: str, device: str, standin: str, window_bp: int) -> None:
+    """The inputs once, then the job cold and warm on one compilation cache."""
     from bridge import write_standin
 
     from geno_lewm_jax.data import make_synthetic_snapshot
 
     root = Path(tempfile.mkdtemp(prefix="bench-startup-"))
-    write_standin(root / "carbon", seed=0)
-    make_synthetic_snapshot(root / "snapshot", seed=0)
+    if job == "tiny":
+        write_standin(root / "carbon", seed=0)
+        make_synthetic_snapshot(root / "snapshot", seed=0)
+    else:
+        write_standin(root / "carbon", seed=0, **({} if standin == "tiny" else {"size": standin}))
+        make_synthetic_snapshot(root / "snapshot", seed=0, window_bp=window_bp)
     cache = root / "xla-cache"
     for label in ("cold", "warm"):
-        print(json.dumps({**tiny_job(root, cache, label), **machine()}), flush=True)
+        print(json.dumps({**first_step_job(job, root, cache, label, device, standin), **machine()}), flush=True)
 
 
 def _random_batch(batch: int, k: int, d_state: int) -> object:
@@ -106,7 +132,7 @@ def _random_batch(batch: int, k: int, d_state: int) -> object:
     return TrainerBatch(state=state, targets=targets, features=features, action_mask=mask)
 
 
-def release_compiles(buckets: list[int], batch: int, extra_flags: list[str], time_steps: int) -> None:
+def release_compiles(buckets: list[int], batch: int, extra_flags: list[str], time_steps: int, device: str = "cpu") -> None:
     """Lower and compile the release step per K bucket (and the update program once), cache off.
 
     With ``time_steps`` > 0, each bucket's step then runs that many times on a
@@ -124,7 +150,7 @@ def release_compiles(buckets: list[int], batch: int, extra_flags: list[str], tim
     from timing import median_seconds
 
     jax.config.update("jax_enable_compilation_cache", False)
-    config = config_from_argv(["bench", "--flagfile=configs/carbon.flags", "--device=cpu", f"--batch_size={batch}",
+    config = config_from_argv(["bench", "--flagfile=configs/carbon.flags", f"--device={device}", f"--batch_size={batch}",
                                *extra_flags])
     # Every K measured is a bucket of its own (a timed batch of K steps is not padded further).
     config = config.replace({"training.k_buckets": tuple(sorted(set(buckets) | {config.action.max_len}))})
@@ -158,7 +184,7 @@ def release_compiles(buckets: list[int], batch: int, extra_flags: list[str], tim
         gflop = unrolled._lowered((rows, k)).cost_analysis()["flops"] / 1e9
         line = {"case": "release_compile", "k": k, "batch": rows, "gradients_lower_s": lower,
                 "gradients_compile_s": compile_, "gradients_compile_cpu_s": cpu, "gradients_gflop": gflop,
-                "flags": extra_flags}
+                "flags": extra_flags, "device": device, "device_kind": jax.devices()[0].device_kind}
         if i == 0:
             line.update(update_lower_s=update_lower, update_compile_s=update_compile, update_compile_cpu_s=update_cpu,
                         first_bucket_both_programs_s=lower + compile_ + update_lower + update_compile)
@@ -169,21 +195,31 @@ def release_compiles(buckets: list[int], batch: int, extra_flags: list[str], tim
         print(json.dumps({**line, **machine()}), flush=True)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--buckets", default="1,2,3,4,8,16", help="K buckets whose release step is compiled")
     parser.add_argument("--batch", type=int, default=8, help="rows of the release step (configs/carbon.flags: 8)")
     parser.add_argument("--flag", action="append", default=[], help="extra job flag of the release step (--flag=--remat)")
     parser.add_argument("--time_steps", type=int, default=0, help="also time this many steps per bucket (median ms)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tpu"],
+                        help="where the release step compiles and the release job runs (the tiny job is a CPU recipe)")
+    parser.add_argument("--job", default="tiny", choices=sorted(JOB_FLAGFILES), help="whose first step is timed")
+    parser.add_argument("--standin", default="500m", choices=["500m", "tiny"],
+                        help="the release job's stand-in Carbon (tiny: a check of the script on a CPU)")
+    parser.add_argument("--window_bp", type=int, default=12288, help="the release job's snapshot windows")
     parser.add_argument("--skip_job", action="store_true", help="only the release compiles")
-    parser.add_argument("--skip_compile", action="store_true", help="only the tiny job")
-    args = parser.parse_args()
+    parser.add_argument("--skip_compile", action="store_true", help="only the job")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     os.chdir(REPO)
     sys.path[:0] = [str(REPO), str(REPO / "bench")]
     if not args.skip_job:
-        run_tiny_jobs()
+        run_jobs(args.job, args.device, args.standin, args.window_bp)
     if not args.skip_compile:
-        release_compiles([int(k) for k in args.buckets.split(",")], args.batch, args.flag, args.time_steps)
+        release_compiles([int(k) for k in args.buckets.split(",")], args.batch, args.flag, args.time_steps, args.device)
 
 
 if __name__ == "__main__":
