@@ -253,6 +253,26 @@ def test_the_job_stops_on_a_missing_package_before_touching_the_run_dir(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_the_job_stops_on_a_missing_tensorboardx_before_touching_the_run_dir(tmp_path, monkeypatch):
+    from geno_lewm_jax.training.carbon import run_carbon_training
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    config = cfg.Config().replace({"runtime.run_dir": str(tmp_path / "run")})
+    with pytest.raises(RuntimeSetupError, match="observability.tensorboard"):
+        run_carbon_training(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_package_check_only_looks_tensorboardx_up():
+    """Importing tensorboardX imports torch (~1 s): the check before the start must not pay for it."""
+    code = (
+        "import sys; from geno_lewm_jax import config as cfg; from geno_lewm_jax.sinks import require_packages; "
+        "require_packages(cfg.Config()); print(sorted({'tensorboardX', 'torch'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_disabled_wandb_never_imports_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)
     open_run_metrics(no_sinks(wandb_project="geno", wandb_mode="disabled"), tmp_path).close()

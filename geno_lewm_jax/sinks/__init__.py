@@ -7,6 +7,7 @@ process that writes the run directory (process 0) opens real sinks.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,15 @@ def wandb_enabled(config: cfg.Config) -> bool:
 
 
 def require_packages(config: cfg.Config) -> None:
-    """Raise the missing-package error now, before a long setup, for each sink the config asks for."""
-    if config.observability.tensorboard:
-        import_tensorboardx()
-    if wandb_enabled(config):
+    """Raise the missing-package error now, before a long setup, for each sink the config asks for.
+
+    The packages are only looked up here: importing tensorboardX imports torch (~1 s of
+    the interpreter's time that would hold up the step's compile); the sinks import them
+    when they open, by which time Carbon has imported torch.
+    """
+    if config.observability.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        import_tensorboardx()  # the typed error
+    if wandb_enabled(config) and importlib.util.find_spec("wandb") is None:
         import_wandb(config.observability.wandb_project)  # type: ignore[arg-type] - wandb_enabled checked it
 
 
