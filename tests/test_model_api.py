@@ -131,9 +131,32 @@ def test_init_values_follow_the_seed():
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     random_leaves = [(a, b) for a, b in zip(first, other) if np.any(a != a.flat[0])]
     assert random_leaves and all(not np.array_equal(a, b) for a, b in random_leaves)
-    # The builders' one-program init (constants trace as jnp.full): the very same bits.
-    jitted = (initialized(Predictor, seed=7, **TINY), initialized(ActionEncoder, seed=7, d_action=12))
-    assert all(np.array_equal(a, b) for a, b in zip(first, jax.tree.leaves([nnx.state(m, nnx.Param) for m in jitted])))
+    # The builders (on the host) and a jitted build (host draws as callbacks, stacks vmapped): the very same bits.
+    built = (initialized(Predictor, seed=7, **TINY), initialized(ActionEncoder, seed=7, d_action=12))
+    jitted = nnx.jit(lambda: (Predictor(**TINY, rngs=nnx.Rngs(7)), ActionEncoder(d_action=12, rngs=nnx.Rngs(7))))()
+    for modules in (built, jitted):
+        leaves = jax.tree.leaves([nnx.state(m, nnx.Param) for m in modules])
+        assert len(leaves) == len(first) and all(np.array_equal(a, b) for a, b in zip(first, leaves))
+
+
+def test_building_compiles_nothing_per_parameter_shape():
+    """Initial values are drawn on the host: a build of new shapes compiles no XLA program (it once cost ~7 CPU-s)."""
+    initialized(Predictor, seed=1, **TINY)
+    initialized(ActionEncoder, seed=1, d_action=12)  # the key derivations' few programs, compiled once
+    compiles = []
+
+    def count(name, _seconds, **_):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        other = dict(TINY, d_hidden=2 * TINY["d_hidden"], ffn_dim=TINY["ffn_dim"] + 8, n_cross_layers=5, n_self_layers=3)
+        initialized(Predictor, seed=2, **other)
+        initialized(ActionEncoder, seed=2, d_action=20)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert compiles == []
 
 
 @pytest.fixture(scope="module")
@@ -519,18 +542,23 @@ def test_scanned_unrolled_and_rematerialised_layers_agree():
 
 
 def test_stacked_layers_draw_the_keys_of_a_python_loop():
-    """One vmapped construction of three layers: a loop's values, and the stream left where the loop leaves it."""
+    """Three stacked layers, built eagerly and under jit (one vmapped construction): a loop's values, and the
+    stream left where the loop leaves it."""
     from geno_lewm_jax.model.blocks import FeedForward
     from geno_lewm_jax.model.layer_stack import build_layers
 
     def make(rngs):
         return FeedForward(8, 12, dtype=None, rngs=rngs)
 
-    loop_rngs, stack_rngs = nnx.Rngs(3), nnx.Rngs(3)
+    def stacked_then_next_key(rngs):
+        return build_layers(make, 3, rngs), jax.random.key_data(rngs.params())
+
+    loop_rngs = nnx.Rngs(3)
     loop = [make(loop_rngs) for _ in range(3)]
-    stacked = build_layers(make, 3, stack_rngs)
-    assert layer_count(stacked) == 3
-    for i, layer in enumerate(loop):
-        for a, b in zip(jax.tree.leaves(nnx.state(take_layers(stacked, i))), jax.tree.leaves(nnx.state(layer))):
-            np.testing.assert_array_equal(a, b)
-    assert np.array_equal(jax.random.key_data(loop_rngs.params()), jax.random.key_data(stack_rngs.params()))
+    after_loop = jax.random.key_data(loop_rngs.params())
+    for stacked, next_key in (stacked_then_next_key(nnx.Rngs(3)), nnx.jit(stacked_then_next_key)(nnx.Rngs(3))):
+        assert layer_count(stacked) == 3
+        for i, layer in enumerate(loop):
+            for a, b in zip(jax.tree.leaves(nnx.state(take_layers(stacked, i))), jax.tree.leaves(nnx.state(layer))):
+                np.testing.assert_array_equal(a, b)
+        assert np.array_equal(after_loop, next_key)

@@ -29,7 +29,7 @@ from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.model.attention import Attention
 from geno_lewm_jax.model.blocks import gelu, layer_norm
 from geno_lewm_jax.model.featurize import DEFAULT_MAX_WINDOW_BP, NUM_EDIT_TYPES, PAD_ID, SLOTS, EditFeatures
-from geno_lewm_jax.model.initializers import standard_normal, torch_linear, torch_packed_qkv
+from geno_lewm_jax.model.initializers import normal, standard_normal, torch_linear, torch_packed_qkv
 from geno_lewm_jax.model.params import initialized
 from geno_lewm_jax.model.validation import is_traced
 
@@ -90,9 +90,7 @@ class SeqMicroEncoder(nnx.Module):
     """Four 6-mer ids -> one D_SEQ vector (shared by ref and alt bases)."""
 
     def __init__(self, *, rngs: nnx.Rngs) -> None:
-        def table_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-            return standard_normal(key, shape, dtype).at[PAD_ID].set(0.0)
-
+        table_init = normal(1.0, zero_row=PAD_ID)
         self.token_embedding = nnx.Embed(PAD_ID + 1, TOKEN_DIM, param_dtype=jnp.float32, embedding_init=table_init, rngs=rngs)
         self.token_projection = torch_dense(TOKEN_DIM, D_SEQ, rngs)
         first = EncoderLayer(D_SEQ, SEQ_HEADS, rngs=rngs)
@@ -121,7 +119,7 @@ class ActionEncoder(nnx.Module):
         self.projection_in = torch_dense(width, PROJECTION_HIDDEN, rngs)
         self.projection_norm = layer_norm(PROJECTION_HIDDEN, rngs)
         self.projection_out = torch_dense(PROJECTION_HIDDEN, d_action, rngs)
-        self.padding_embedding = nnx.Param(jnp.asarray(np.zeros((d_action,), np.float32)))
+        self.padding_embedding = nnx.Param(jax.device_put(np.zeros((d_action,), np.float32)))
 
     def __call__(self, features: EditFeatures) -> jax.Array:
         _check_features(features, self.max_window_bp)

@@ -3,11 +3,8 @@
 XLA sees a Python loop over N blocks as N copies of the block (N times the
 HLO to optimise and, on GPUs, to autotune); a ``jax.lax.scan`` over the
 stacked parameters holds the block once (the Flax NNX scan-over-layers
-pattern, as MaxText's ``scan_layers``). The layers
-are also made in one vmapped construction, so initialising N layers draws
-each parameter kind once, [N, ...] at a time, instead of N times (a jitted
-initialiser compiles a fraction of the code), from the very keys a Python
-loop over the layers would draw.
+pattern, as MaxText's ``scan_layers``). The layers are
+initialised from the very keys a Python loop over them would draw.
 """
 
 from __future__ import annotations
@@ -26,15 +23,25 @@ M = TypeVar("M", bound=nnx.Module)
 def build_layers(make: Callable[[nnx.Rngs], M], count: int, rngs: nnx.Rngs) -> M:
     """``count`` layers made by ``make(rngs)`` one after another, as one module stacked on axis 0.
 
-    The layers are made in one vmapped construction, yet each draws exactly
-    the keys it would in a Python loop: layer i's stream starts where layers
-    0..i-1 left it (each parameter takes one key from ``rngs.params``, so a
-    layer takes as many keys as it has parameters), and ``rngs`` ends where the
-    loop would leave it. A layer may draw from that stream only.
+    Each layer draws exactly the keys it would in a Python loop: layer i's
+    stream starts where layers 0..i-1 left it (each parameter takes one key
+    from ``rngs.params``, so a layer takes as many keys as it has parameters),
+    and ``rngs`` ends where the loop would leave it. A layer may draw from that
+    stream only. Built eagerly, the layers are that loop, stacked on the host;
+    under a trace they are one vmapped construction (one copy of the layer's
+    code for ``nnx.eval_shape`` and ``jax.jit`` to trace).
     """
-    stream = rngs.params  # the stream every parameter initialiser draws from
+    if isinstance(rngs.params.key[...], jax.core.Tracer):
+        return _vmapped_layers(make, count, rngs.params)
+    layers = [nnx.split(make(rngs)) for _ in range(count)]  # the loop itself
+    stacked = jax.tree.map(lambda *values: jax.device_put(np.stack(values)), *(state for _, state in layers))
+    return nnx.merge(layers[0][0], stacked)
+
+
+def _vmapped_layers(make: Callable[[nnx.Rngs], M], count: int, stream: nnx.RngStream) -> M:
+    """:func:`build_layers` as one vmapped construction; layer i's keys start ``i * draws`` into ``stream``."""
     graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: make(nnx.Rngs(0))), nnx.Param, ...)
-    draws = len(jax.tree.leaves(params))
+    draws = len(jax.tree.leaves(params))  # each parameter takes one key
     key, first = stream.key[...], stream.count[...]
 
     def layer_state(index: jax.Array) -> nnx.State:

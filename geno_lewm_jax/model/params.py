@@ -1,8 +1,7 @@
-"""Parameter bookkeeping shared by the CLI and the trainer, and the one-program initialisation."""
+"""Parameter bookkeeping shared by the CLI and the trainer, and the host-side initialisation."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any, TypeVar
 
 import jax
@@ -16,18 +15,34 @@ def count_params(module: nnx.Module) -> int:
     return sum(int(leaf.size) for leaf in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
-@functools.partial(nnx.jit, static_argnums=(0, 1))
-def _construct(module_type: type[M], settings: tuple[tuple[str, Any], ...], key: jax.Array) -> M:
-    return module_type(**dict(settings), rngs=nnx.Rngs(key))
+def _default_device() -> jax.Device:
+    chosen = jax.config.jax_default_device
+    if isinstance(chosen, str):  # a platform name
+        return jax.local_devices(backend=chosen)[0]
+    return chosen if chosen is not None else jax.local_devices()[0]
+
+
+def _host_device() -> jax.Device | None:
+    """JAX's CPU device, where there is one (``JAX_PLATFORMS`` may leave it out)."""
+    try:
+        return jax.local_devices(backend="cpu")[0]
+    except RuntimeError:
+        return None
 
 
 def initialized(module_type: type[M], *, seed: int, **settings: Any) -> M:
-    """``module_type(**settings, rngs=nnx.Rngs(seed))`` with every initialiser in one compiled program.
+    """``module_type(**settings, rngs=nnx.Rngs(seed))``, built on the host, its arrays then on the default device.
 
-    Built eagerly, each initialiser of each parameter shape is a small XLA
-    program of its own (a few dozen per model); here the whole construction is
-    one, compiled once per type and settings (the seed is an argument, not a
-    constant) and cached like any other program. The values are those of the
-    eager build: the same jax.random draws from the same keys.
+    The initialisers draw with numpy (see ``initializers``), so the build
+    compiles nothing per parameter shape; the few jax ops left (the key
+    derivations) run on the CPU, where an eager op compiles in milliseconds,
+    rather than on an accelerator. The values are those of any other build from
+    the same seed: eager, jitted or on another backend. Off the CPU the arrays
+    end committed to the default device (one transfer of the whole state).
     """
-    return _construct(module_type, tuple(sorted(settings.items())), jax.random.key(seed))
+    target, host = _default_device(), _host_device()
+    with jax.default_device(host or target):
+        module = module_type(**settings, rngs=nnx.Rngs(seed))
+    if host is not None and host != target:
+        nnx.update(module, jax.device_put(nnx.state(module), target))
+    return module

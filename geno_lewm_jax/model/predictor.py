@@ -57,7 +57,7 @@ from geno_lewm_jax.model.blocks import (
     layer_norm,
 )
 from geno_lewm_jax.model.initializers import embedding_normal, zeros
-from geno_lewm_jax.model.layer_stack import build_layers, scan_layers, take_layers
+from geno_lewm_jax.model.layer_stack import build_layers, scan_layers
 from geno_lewm_jax.model.params import initialized
 from geno_lewm_jax.model.validation import check_forward_inputs
 
@@ -138,11 +138,10 @@ class Predictor(nnx.Module):
         pairs = n_cross_layers // 2
         self.cross_pairs = build_layers(lambda r: CrossPair(**block, rngs=r), pairs, rngs) if pairs else None
         self.cross_last = StateToActionBlock(**block, rngs=rngs) if n_cross_layers % 2 else None
-        selfs = None
-        if n_self_layers:
-            selfs = build_layers(lambda r: SelfAttentionBlock(**block, rngs=r), n_self_layers, rngs)
-        self.self_blocks = take_layers(selfs, slice(0, n_self_layers - 1)) if n_self_layers > 1 else None
-        self.last_self_block = take_layers(selfs, n_self_layers - 1) if n_self_layers else None
+        # The last self block stands apart (the readout follows it); it draws the keys a loop over all the blocks would.
+        make_self = lambda r: SelfAttentionBlock(**block, rngs=r)  # noqa: E731
+        self.self_blocks = build_layers(make_self, n_self_layers - 1, rngs) if n_self_layers > 1 else None
+        self.last_self_block = make_self(rngs) if n_self_layers else None
         self.readout_hidden = dense(d_hidden, d_hidden, dtype=dtype, rngs=rngs)
         self.readout_norm = layer_norm(d_hidden, rngs)
         self.readout_out = nnx.Linear(
