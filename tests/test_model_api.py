@@ -139,6 +139,17 @@ def test_init_values_follow_the_seed():
         assert len(leaves) == len(first) and all(np.array_equal(a, b) for a, b in zip(first, leaves))
 
 
+def test_builders_put_the_arrays_on_the_default_device():
+    """Built on the host, the state ends where JAX's default device is (committed there when it is another)."""
+    with jax.default_device(jax.devices()[-1]):
+        moved = initialized(ActionEncoder, seed=7, d_action=12)
+    here = initialized(ActionEncoder, seed=7, d_action=12)
+    for a, b in zip(jax.tree.leaves(nnx.state(moved)), jax.tree.leaves(nnx.state(here))):
+        assert a.devices() == {jax.devices()[-1]} and a.committed
+        assert b.devices() == {jax.devices()[0]} and not b.committed
+        np.testing.assert_array_equal(a, b)
+
+
 def test_building_compiles_nothing_per_parameter_shape():
     """Initial values are drawn on the host: a build of new shapes compiles no XLA program (it once cost ~7 CPU-s)."""
     initialized(Predictor, seed=1, **TINY)

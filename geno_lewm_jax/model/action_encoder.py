@@ -178,7 +178,7 @@ def _check_features(features: Any, max_window_bp: int) -> None:
 
 
 def build_action_encoder(config: Any, *, seed: int = 0) -> ActionEncoder:
-    """The action encoder a config describes (reads action.{d_action,max_window_bp}); one init program."""
+    """The action encoder a config describes (reads action.{d_action,max_window_bp}); drawn on the host."""
     action = config.action
     return initialized(ActionEncoder, seed=seed, d_action=action.d_action, max_window_bp=action.max_window_bp)
 

@@ -227,7 +227,7 @@ def _linear_f32(layer: nnx.Linear, x: jax.Array) -> jax.Array:
 
 
 def build_predictor(config: Any, *, seed: int = 0) -> Predictor:
-    """The predictor a config describes (reads predictor.* and action.{d_action,max_len}); one init program."""
+    """The predictor a config describes (reads predictor.* and action.{d_action,max_len}); drawn on the host."""
     p = config.predictor
     return initialized(
         Predictor,
