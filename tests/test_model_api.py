@@ -16,7 +16,7 @@ from flax import nnx
 from geno_lewm_jax.config import load_config
 from geno_lewm_jax.errors import InputError, InvalidEditError, UnsupportedEditError
 from geno_lewm_jax.model.layer_stack import layer_count, take_layers
-from geno_lewm_jax.model.params import initialized
+from geno_lewm_jax.model.params import abstract_module, initialized
 from geno_lewm_jax.model.validation import check_forward_inputs
 from geno_lewm_jax.model import (
     PAD_ID,
@@ -148,6 +148,15 @@ def test_builders_put_the_arrays_on_the_default_device():
         assert a.devices() == {jax.devices()[-1]} and a.committed
         assert b.devices() == {jax.devices()[0]} and not b.committed
         np.testing.assert_array_equal(a, b)
+
+
+def test_abstract_module_is_what_eval_shape_of_the_build_gives():
+    built = initialized(Predictor, seed=3, **TINY)
+    want_def, want = nnx.split(nnx.eval_shape(lambda: initialized(Predictor, seed=3, **TINY)))
+    got_def, got = nnx.split(abstract_module(built))
+    assert got_def == want_def and jax.tree.structure(got) == jax.tree.structure(want)
+    assert jax.tree.leaves(got) == jax.tree.leaves(want)
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(nnx.state(built)))  # the built one is untouched
 
 
 def test_building_compiles_nothing_per_parameter_shape():

@@ -12,7 +12,7 @@ from geno_lewm_jax.model.action_encoder import (
     padding_row_mask,
 )
 from geno_lewm_jax.model.featurize import PAD_ID, EditFeatures, featurize_edits
-from geno_lewm_jax.model.params import count_params
+from geno_lewm_jax.model.params import abstract_module, count_params
 from geno_lewm_jax.model.predictor import Predictor, build_predictor
 from geno_lewm_jax.model.rollout import rollout
 
@@ -22,6 +22,7 @@ __all__ = [
     "ActionEncoder",
     "EditFeatures",
     "Predictor",
+    "abstract_module",
     "build_action_encoder",
     "build_predictor",
     "count_params",

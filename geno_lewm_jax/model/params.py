@@ -15,6 +15,12 @@ def count_params(module: nnx.Module) -> int:
     return sum(int(leaf.size) for leaf in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
+def abstract_module(module: M) -> M:
+    """``module`` with a ShapeDtypeStruct for each array: what ``nnx.eval_shape`` of its build gives, without a build."""
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
+
+
 def _default_device() -> jax.Device:
     chosen = jax.config.jax_default_device
     if isinstance(chosen, str):  # a platform name

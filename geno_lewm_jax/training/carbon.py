@@ -48,7 +48,7 @@ from geno_lewm_jax import config as cfg
 from geno_lewm_jax.checkpointing import CheckpointStore
 from geno_lewm_jax.errors import InputError
 from geno_lewm_jax.events import LOG_NAME, ProgressDisplay
-from geno_lewm_jax.model import build_action_encoder, build_predictor
+from geno_lewm_jax.model import abstract_module, build_action_encoder, build_predictor
 from geno_lewm_jax.plots import PLOT_NAME, write_training_plot
 from geno_lewm_jax.run_dir import RunDirLock, write_json, write_text_atomic
 from geno_lewm_jax.sinks import MetricsFanout, open_run_metrics, require_packages
@@ -140,33 +140,26 @@ def _buckets_in_order_of_need(stream: Any, cursor: dict[str, Any] | None, lookah
 
 
 def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: list[int]) -> Future:
-    """Compile the step per K bucket from the modules' shapes, while the modules are built; return the Trainer.
+    """Build the modules, compile the step per K bucket from their shapes meanwhile, initialise; return the Trainer.
 
-    The compile is the longest part of the start, and it needs only shapes, so it
-    begins first (on the trainer's compile thread); the random initialisation
-    (numpy draws on the host, ~0.4 s) and loading Carbon overlap it.
+    The compile is the longest part of the start and needs only shapes, so it
+    begins (on the trainer's compile threads) as soon as the first modules exist:
+    their values are numpy draws on the host, ~0.4 s. Loading Carbon overlaps all of it.
     """
     # A sweep starts each variant from its own seed's modules (one build per distinct seed).
     init_seeds = variant_init_seeds(config) if config.sweep else [seeds.predictor]
-    built = {
-        s: (
-            _in_daemon_thread(lambda s=s: build_predictor(config, seed=s)),
-            _in_daemon_thread(lambda s=s: build_action_encoder(config, seed=s + 1)),
-        )
-        for s in dict.fromkeys(init_seeds)
-    }
 
     def build() -> Trainer:
-        shapes = (
-            nnx.eval_shape(lambda: build_predictor(config, seed=seeds.predictor)),
-            nnx.eval_shape(lambda: build_action_encoder(config, seed=seeds.predictor + 1)),
-        )
+        built = {init_seeds[0]: _modules(config, init_seeds[0])}
+        shapes = tuple(abstract_module(m) for m in built[init_seeds[0]])
         if config.sweep:
             trainer: Trainer = SweepTrainer(*shapes, config, total_steps=config.training.max_steps, mesh=mesh)
         else:
             trainer = Trainer(*shapes, None, config, total_steps=config.training.max_steps, mesh=mesh)
         trainer.precompile(config.data.batch_size // jax.process_count(), buckets)
-        predictors, action_encoders = ([built[s][i].result() for s in init_seeds] for i in (0, 1))
+        for s in dict.fromkeys(init_seeds[1:]):
+            built.setdefault(s, _modules(config, s))
+        predictors, action_encoders = ([built[s][i] for s in init_seeds] for i in (0, 1))
         if config.sweep:
             trainer.initialize(predictors, action_encoders)
         else:
@@ -174,6 +167,11 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
         return trainer
 
     return _in_daemon_thread(build)
+
+
+def _modules(config: cfg.Config, seed: int) -> tuple[nnx.Module, nnx.Module]:
+    """The predictor from ``seed`` and the action encoder from ``seed + 1``, as single runs seed them."""
+    return build_predictor(config, seed=seed), build_action_encoder(config, seed=seed + 1)
 
 
 START_THREAD_NAMES = ("job-start", "step-compiler", "update-compiler")
