@@ -31,6 +31,11 @@ from geno_lewm_jax.sharding import (
 from geno_lewm_jax.training.trainer import Trainer, TrainerBatch, make_action_mask
 
 STEPS = 20
+LAYOUT_ROUNDING = 5e-6
+"""Largest parameter difference allowed between runs that differ only in the order a sum adds in, after
+STEPS Adam steps: Adam carries the rounding forward (seen: up to 2.3e-6, FSDP on 8 devices against one,
+in coordinates with ordinary gradients; which ones depends on the initial draw), while a layout bug
+(a shard dropped or counted twice) moves parameters by a fraction of the 3e-4 learning rate per step."""
 BATCH = 16
 K = 4
 D_STATE = 32
@@ -159,13 +164,13 @@ def test_fsdp_trainer_really_splits_params_and_optimizer_state():
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["fsdp"])
 def test_eight_devices_train_the_same_params_as_one(layout, one_device_run):
-    """(``replicated`` on 8 vs 1 devices: tests/training/test_training_trainer.py, 20 steps, 1e-6.)"""
+    """(``replicated`` on 8 vs 1 devices: tests/training/test_training_trainer.py, 20 steps, the same bound.)"""
     reference, ref_losses = one_device_run
     trainer = fresh_trainer(layout, 8)
     losses = train(trainer, 1, STEPS)
     assert trainer.mesh.shape[DATA_AXIS] == 8
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-6)
-    assert max_abs_diff(fetch(trainer.params, trainer.mesh), reference) <= 1e-6
+    assert max_abs_diff(fetch(trainer.params, trainer.mesh), reference) <= LAYOUT_ROUNDING
 
 
 # --- resharding ------------------------------------------------------------------------------------
@@ -213,7 +218,7 @@ def test_ordered_reduction_continues_an_eight_device_checkpoint_on_four_devices_
     for got, want in zip(jax.tree.leaves(fetch(four.params, four.mesh)), jax.tree.leaves(fetch(eight.params, eight.mesh))):
         assert got.dtype == want.dtype and np.array_equal(got, want)
     # The same training as XLA's all-reduce, up to rounding.
-    assert max_abs_diff(fetch(four.params, four.mesh), one_device_run[0]) <= 1e-6
+    assert max_abs_diff(fetch(four.params, four.mesh), one_device_run[0]) <= LAYOUT_ROUNDING
 
 
 def test_ordered_sum_adds_every_devices_groups_in_global_order():
