@@ -562,8 +562,8 @@ def test_scanned_unrolled_and_rematerialised_layers_agree():
 
 
 def test_stacked_layers_draw_the_keys_of_a_python_loop():
-    """Three stacked layers, built eagerly and under jit (one vmapped construction): a loop's values, and the
-    stream left where the loop leaves it."""
+    """Three stacked layers, built eagerly and under jit: a loop's values, and the stream left where the loop
+    leaves it."""
     from geno_lewm_jax.model.blocks import FeedForward
     from geno_lewm_jax.model.layer_stack import build_layers
 

@@ -23,35 +23,19 @@ M = TypeVar("M", bound=nnx.Module)
 def build_layers(make: Callable[[nnx.Rngs], M], count: int, rngs: nnx.Rngs) -> M:
     """``count`` layers made by ``make(rngs)`` one after another, as one module stacked on axis 0.
 
-    Each layer draws exactly the keys it would in a Python loop: layer i's
-    stream starts where layers 0..i-1 left it (each parameter takes one key
-    from ``rngs.params``, so a layer takes as many keys as it has parameters),
-    and ``rngs`` ends where the loop would leave it. A layer may draw from that
-    stream only. Built eagerly, the layers are that loop, stacked on the host;
-    under a trace they are one vmapped construction (one copy of the layer's
-    code for ``nnx.eval_shape`` and ``jax.jit`` to trace).
+    The layers are a Python loop over ``make``, so each draws the keys that loop
+    draws and ``rngs`` ends where it leaves it. Built eagerly, the values are
+    stacked on the host (an eager ``jnp.stack`` would compile per shape).
     """
-    if isinstance(rngs.params.key[...], jax.core.Tracer):
-        return _vmapped_layers(make, count, rngs.params)
-    layers = [nnx.split(make(rngs)) for _ in range(count)]  # the loop itself
-    stacked = jax.tree.map(lambda *values: jax.device_put(np.stack(values)), *(state for _, state in layers))
+    layers = [nnx.split(make(rngs)) for _ in range(count)]
+    stacked = jax.tree.map(_stack, *(state for _, state in layers))
     return nnx.merge(layers[0][0], stacked)
 
 
-def _vmapped_layers(make: Callable[[nnx.Rngs], M], count: int, stream: nnx.RngStream) -> M:
-    """:func:`build_layers` as one vmapped construction; layer i's keys start ``i * draws`` into ``stream``."""
-    graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: make(nnx.Rngs(0))), nnx.Param, ...)
-    draws = len(jax.tree.leaves(params))  # each parameter takes one key
-    key, first = stream.key[...], stream.count[...]
-
-    def layer_state(index: jax.Array) -> nnx.State:
-        layer_rngs = nnx.Rngs(params=key)
-        layer_rngs.params.count[...] = first + index * draws
-        return nnx.state(make(layer_rngs))
-
-    stacked = jax.vmap(layer_state)(jnp.arange(count, dtype=jnp.uint32))
-    stream.count[...] = first + count * draws
-    return nnx.merge(graphdef, stacked)
+def _stack(*values: jax.Array) -> jax.Array:
+    if any(isinstance(v, jax.core.Tracer) for v in values):
+        return jnp.stack(values)
+    return jax.device_put(np.stack(values))
 
 
 def layer_count(stacked: nnx.Module | None) -> int:
