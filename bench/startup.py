@@ -34,6 +34,7 @@ Prints JSON lines:
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -104,6 +105,10 @@ def run_jobs(job: str, device: str, standin: str, window_bp: int) -> None:
 
     from geno_lewm_jax.data import make_synthetic_snapshot
 
+    # An installed package holds its bytecode; an editable checkout where PYTHONDONTWRITEBYTECODE is
+    # set (as in some sandboxes) would recompile every edited module in every timed run.
+    for package in ("geno_lewm_jax", "bridge"):
+        compileall.compile_dir(REPO / package, quiet=1)
     root = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     if job == "tiny":
         write_standin(root / "carbon", seed=0)
