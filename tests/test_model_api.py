@@ -561,6 +561,21 @@ def test_scanned_unrolled_and_rematerialised_layers_agree():
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * max(1.0, float(np.max(np.abs(b)))))
 
 
+def test_a_vmapped_build_draws_the_values_of_each_key():
+    """Under jax.vmap a host draw runs once per key of the batch (nnx's vmapped construction of a stack)."""
+    from geno_lewm_jax.model.blocks import FeedForward
+
+    def state_from(key):
+        return nnx.state(FeedForward(8, 12, dtype=None, rngs=nnx.Rngs(key)))
+
+    keys = jax.random.split(jax.random.key(5), 3)
+    stacked = jax.vmap(state_from)(keys)
+    for i in range(3):
+        for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(state_from(keys[i]))):
+            np.testing.assert_array_equal(a[i], b)
+    assert not np.array_equal(jax.tree.leaves(stacked)[-1][0], jax.tree.leaves(stacked)[-1][1])
+
+
 def test_stacked_layers_draw_the_keys_of_a_python_loop():
     """Three stacked layers, built eagerly and under jit: a loop's values, and the stream left where the loop
     leaves it."""
