@@ -9,8 +9,8 @@ Every value is made on the host with numpy: random ones from a Philox stream
 keyed by the jax key's words, so a seed gives the same bits on every backend and
 device count, and building a model compiles no XLA program per parameter shape
 (the jitted threefry-and-erfinv draws they replace cost ~7 CPU-s of compiles per
-job start). Under a trace (``nnx.eval_shape``, ``jax.jit``, the vmapped layer
-stack) the same draw runs as a ``jax.pure_callback``: the same bits again.
+job start). Under a trace (``nnx.eval_shape``, ``jax.jit``, ``jax.vmap``) the
+same draw runs as a ``jax.pure_callback``: the same bits again.
 """
 
 from __future__ import annotations

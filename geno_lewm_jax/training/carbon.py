@@ -157,8 +157,9 @@ def _start_trainer(config: cfg.Config, seeds: TrainerSeeds, mesh: Any, buckets: 
         else:
             trainer = Trainer(*shapes, None, config, total_steps=config.training.max_steps, mesh=mesh)
         trainer.precompile(config.data.batch_size // jax.process_count(), buckets)
-        for s in dict.fromkeys(init_seeds[1:]):
-            built.setdefault(s, _modules(config, s))
+        for s in init_seeds[1:]:
+            if s not in built:
+                built[s] = _modules(config, s)
         predictors, action_encoders = ([built[s][i] for s in init_seeds] for i in (0, 1))
         if config.sweep:
             trainer.initialize(predictors, action_encoders)
